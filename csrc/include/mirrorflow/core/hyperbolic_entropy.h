@@ -1,0 +1,66 @@
+/// The hyperbolic entropy potential (MATH.md §1), degree L = 1.
+#pragma once
+
+#include "mirrorflow/core/math_ops.h"
+
+namespace mirrorflow::core {
+
+/// φ(x) = x·asinh(x/β) − √(x²+β²) + β with β > 0.
+/// ∇φ(x) = asinh(x/β), ∇φ*(y) = β·sinh(y), 1/φ''(x) = √(x²+β²).
+template <class T>
+struct HyperbolicEntropy {
+  using scalar = T;
+  T beta;
+
+  MF_INLINE T degree() const { return T(1); }
+
+  /// φ(x), with √(x²+β²) − β written as x²/(√(x²+β²)+β) to avoid cancellation.
+  template <class V>
+  MF_INLINE V potential(V x) const {
+    using O = Ops<V>;
+    const V b(beta);
+    const V r = O::hypot(x, b);
+    return x * O::asinh(x / b) - x * x / (r + b);
+  }
+  template <class V>
+  MF_INLINE V grad(V x) const {
+    return Ops<V>::asinh(x / V(beta));
+  }
+  template <class V>
+  MF_INLINE V grad_conj(V y) const {
+    return V(beta) * Ops<V>::sinh(y);
+  }
+  /// 1/φ''(x) = √(x²+β²), computed as hypot(x, β) so that tiny β cannot underflow.
+  template <class V>
+  MF_INLINE V inv_metric(V x) const {
+    return Ops<V>::hypot(x, V(beta));
+  }
+  /// φ*(∇φ(x)) = √(x²+β²) − β = x²/(√(x²+β²)+β).
+  template <class V>
+  MF_INLINE V conj_of_grad(V x) const {
+    const V b(beta);
+    return x * x / (Ops<V>::hypot(x, b) + b);
+  }
+  /// ∇φ*(∇φ(x) + s·g) with z = −s·g (= η·g).
+  ///
+  /// MATH.md §2 gives the stable form x·cosh z − √(x²+β²)·sinh z. Its two
+  /// terms still cancel when |z| is large, so it is rewritten, exactly, as
+  ///   x·e^{−sign(x)·z} − c·sinh z,   c = β²/(√(x²+β²)+|x|),
+  /// with e^{∓z} = 1 + expm1(∓z) and sinh z = (expm1(z) − expm1(−z))/2.
+  /// For g = 0 both expm1 are 0, so the result is x bit for bit.
+  template <class V>
+  MF_INLINE V dual_step(V x, V g, V s) const {
+    using O = Ops<V>;
+    const V b(beta);
+    const V z = V(0) - s * g;
+    const V em_pos = O::expm1(z);
+    const V em_neg = O::expm1(V(0) - z);
+    const V ax = O::abs(x);
+    const V c = b * (b / (O::hypot(x, b) + ax));
+    const V decay = V(1) + O::select(O::lt(x, V(0)), em_pos, em_neg);
+    const V sinh_z = V(0.5) * (em_pos - em_neg);
+    return x * decay - c * sinh_z;
+  }
+};
+
+}  // namespace mirrorflow::core

@@ -1,0 +1,80 @@
+/// Scalar math primitives used by the mirror maps (MATH.md §1-§2).
+///
+/// The maps are written once as templates over a value type `V` and reach
+/// every primitive through `Ops<V>`. This header specialises `Ops` for the
+/// scalar types `float` and `double` on the host and on CUDA devices; the CPU
+/// kernels add a specialisation for ATen's `Vectorized<T>` so that the very
+/// same map code runs SIMD-wide. No Torch include: this builds with any C++17
+/// compiler.
+#pragma once
+
+#include <cmath>
+#include <limits>
+
+#if defined(__CUDACC__) || defined(__HIPCC__)
+#define MF_HD __host__ __device__
+#else
+#define MF_HD
+#endif
+#define MF_INLINE MF_HD inline
+
+namespace mirrorflow::core {
+
+/// Primitive operations on a value type. Specialised per type.
+template <class V>
+struct Ops;
+
+template <>
+struct Ops<float> {
+  using scalar = float;
+  using mask = bool;
+  MF_INLINE static float sqrt(float x) { return ::sqrtf(x); }
+  MF_INLINE static float hypot(float x, float y) { return ::hypotf(x, y); }
+  MF_INLINE static float expm1(float x) { return ::expm1f(x); }
+  MF_INLINE static float log1p(float x) { return ::log1pf(x); }
+  MF_INLINE static float pow(float x, float p) { return ::powf(x, p); }
+  MF_INLINE static float abs(float x) { return ::fabsf(x); }
+  MF_INLINE static float fma(float a, float b, float c) { return ::fmaf(a, b, c); }
+  MF_INLINE static float asinh(float x) { return ::asinhf(x); }
+  MF_INLINE static float sinh(float x) { return ::sinhf(x); }
+  MF_INLINE static bool lt(float a, float b) { return a < b; }
+  MF_INLINE static bool eq(float a, float b) { return a == b; }
+  MF_INLINE static float select(bool m, float if_true, float if_false) {
+    return m ? if_true : if_false;
+  }
+};
+
+template <>
+struct Ops<double> {
+  using scalar = double;
+  using mask = bool;
+  MF_INLINE static double sqrt(double x) { return ::sqrt(x); }
+  MF_INLINE static double hypot(double x, double y) { return ::hypot(x, y); }
+  MF_INLINE static double expm1(double x) { return ::expm1(x); }
+  MF_INLINE static double log1p(double x) { return ::log1p(x); }
+  MF_INLINE static double pow(double x, double p) { return ::pow(x, p); }
+  MF_INLINE static double abs(double x) { return ::fabs(x); }
+  MF_INLINE static double fma(double a, double b, double c) { return ::fma(a, b, c); }
+  MF_INLINE static double asinh(double x) { return ::asinh(x); }
+  MF_INLINE static double sinh(double x) { return ::sinh(x); }
+  MF_INLINE static bool lt(double a, double b) { return a < b; }
+  MF_INLINE static bool eq(double a, double b) { return a == b; }
+  MF_INLINE static double select(bool m, double if_true, double if_false) {
+    return m ? if_true : if_false;
+  }
+};
+
+/// `sign(s) * magnitude` for a magnitude >= 0 (0 keeps the sign of `s`).
+template <class V>
+MF_INLINE V with_sign_of(V s, V magnitude) {
+  using O = Ops<V>;
+  return O::select(O::lt(s, V(0)), V(0) - magnitude, magnitude);
+}
+
+/// Machine epsilon of a scalar type, usable in device code.
+template <class T>
+MF_INLINE constexpr T epsilon_of() {
+  return std::numeric_limits<T>::epsilon();
+}
+
+}  // namespace mirrorflow::core

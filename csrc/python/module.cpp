@@ -1,0 +1,23 @@
+// mirrorflow._C: loading it loads libmirrorflow, which registers the
+// operators with the dispatcher; the module itself only reports how the
+// library was built. No math lives here.
+#include <ATen/Version.h>
+#include <pybind11/pybind11.h>
+
+#include <string>
+
+#include "mirrorflow/ops.h"
+
+
+PYBIND11_MODULE(_C, m) {
+  m.doc() = "Build information of the mirrorflow extension.";
+  m.attr("__version__") = MIRRORFLOW_VERSION;
+  m.attr("torch_version") = MIRRORFLOW_TORCH_VERSION;
+  m.def("cuda_built", &mirrorflow::cuda_built,
+        "Whether this build contains the CUDA kernels.");
+  m.def("cuda_architectures", &mirrorflow::cuda_architectures,
+        "The CUDA architectures the kernels were compiled for, e.g. '80;90'.");
+  m.def("cpu_capability", &at::get_cpu_capability,
+        "The CPU capability that picks the kernel build: DEFAULT, AVX2 or AVX512\n"
+        "(the environment variable ATEN_CPU_CAPABILITY can lower it).");
+}

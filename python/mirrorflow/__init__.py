@@ -1,0 +1,56 @@
+"""mirrorflow: mirror descent for deep learning, on PyTorch.
+
+One mirror-descent step over many parameter tensors is a single operator,
+``torch.ops.mirrorflow.mirror_descent_step_`` (C++ and CUDA kernels), used by
+the optimizer :class:`mirrorflow.MirrorDescent`. The maps and formulas are those
+of the project's MATH.md; see the README for an overview.
+"""
+
+from __future__ import annotations
+
+import os as _os
+
+import torch as _torch  # noqa: F401  (loads libtorch before the extension)
+
+from . import _C  # registers the operators with the dispatcher
+from .maps import MAPS, map_eval
+from .optim import MirrorDescent
+
+__version__: str = _C.__version__
+
+#: Prefix for CMake's ``find_package(mirrorflow)`` when the package was installed
+#: with pip: ``-DCMAKE_PREFIX_PATH=$(python -c "import mirrorflow; print(mirrorflow.cmake_prefix_path)")``.
+cmake_prefix_path: str = _os.path.join(_os.path.dirname(__file__), "lib", "cmake")
+
+
+def cuda_built() -> bool:
+    """Whether this build of mirrorflow contains the CUDA kernels."""
+    return bool(_C.cuda_built())
+
+
+def cuda_architectures() -> str:
+    """CUDA architectures the kernels were compiled for (empty without CUDA)."""
+    return str(_C.cuda_architectures())
+
+
+def build_info() -> dict:
+    """Version, the PyTorch it was built against, CUDA kernels, CPU capability."""
+    return {
+        "version": __version__,
+        "torch_built_against": _C.torch_version,
+        "torch_running": _torch.__version__,
+        "cuda_built": cuda_built(),
+        "cuda_architectures": cuda_architectures(),
+        "cpu_capability": _C.cpu_capability(),
+    }
+
+
+__all__ = [
+    "MAPS",
+    "MirrorDescent",
+    "build_info",
+    "cmake_prefix_path",
+    "cuda_architectures",
+    "cuda_built",
+    "map_eval",
+]

@@ -1,0 +1,276 @@
+"""``mirrorflow.MirrorDescent``: mirror descent as a ``torch.optim.Optimizer``."""
+
+from __future__ import annotations
+
+import numbers
+from collections.abc import Callable, Iterable
+from typing import Any, Optional, Union
+
+import torch
+from torch.optim import Optimizer
+
+__all__ = ["MirrorDescent"]
+
+_FLOAT_OPTIONS = ("beta", "degree", "momentum", "dampening", "weight_decay")
+_BOOL_OPTIONS = ("normalize", "nesterov", "maximize")
+_STR_OPTIONS = ("mirror", "update", "beta_scaling")
+
+
+def _check_group(group: dict[str, Any]) -> None:
+    """Checks one parameter group's hyperparameters; raises ValueError.
+
+    The rules themselves live in C++ (``mirrorflow::make_step_options``), the
+    one place the operator, this class and the C++ optimizer all use; here only
+    the Python types are checked before handing the values over.
+    """
+    for name in _STR_OPTIONS:
+        if not isinstance(group[name], str):
+            raise ValueError(
+                f"MirrorDescent: {name} must be a string, got {group[name]!r} "
+                f"of type {type(group[name]).__name__}"
+            )
+    for name in _BOOL_OPTIONS:
+        if not isinstance(group[name], bool):
+            raise ValueError(
+                f"MirrorDescent: {name} must be True or False, got {group[name]!r}"
+            )
+    for name in _FLOAT_OPTIONS:
+        value = group[name]
+        if isinstance(value, bool) or not isinstance(value, numbers.Real):
+            raise ValueError(f"MirrorDescent: {name} must be a real number, got {value!r}")
+    lr = group["lr"]
+    if isinstance(lr, torch.Tensor):
+        if lr.numel() != 1 or not lr.is_floating_point():
+            raise ValueError(
+                "MirrorDescent: a tensor lr must hold one floating-point element, got "
+                f"shape {tuple(lr.shape)} and dtype {lr.dtype}"
+            )
+        lr_value = float(lr.detach().reshape(()).cpu())
+    elif isinstance(lr, bool) or not isinstance(lr, numbers.Real):
+        raise ValueError(f"MirrorDescent: lr must be a real number or a tensor, got {lr!r}")
+    else:
+        lr_value = float(lr)
+    torch.ops.mirrorflow.check_options(
+        group["mirror"],
+        float(group["beta"]),
+        float(group["degree"]),
+        group["update"],
+        group["normalize"],
+        group["beta_scaling"],
+        lr_value,
+        float(group["momentum"]),
+        float(group["dampening"]),
+        group["nesterov"],
+        float(group["weight_decay"]),
+        group["maximize"],
+    )
+
+
+class MirrorDescent(Optimizer):
+    r"""Mirror descent with a separable potential Φ(θ) = Σᵢ φ(θᵢ) (MATH.md §1-§2).
+
+    With g the gradient of one parameter tensor θ (after ``maximize``, weight
+    decay and momentum, in the order and with the roundings of
+    ``torch.optim.SGD``), one step is
+
+    * ``update="metric"``: θ⁺ = θ − η · M⁻¹(θ) ⊙ g with M⁻¹ = 1/φ'' (the inverse
+      metric; this is the update used for the vision experiments);
+    * ``update="dual"``: θ⁺ = ∇φ*(∇φ(θ) − η·g), exact mirror descent.
+
+    Both discretise the mirror flow dθ/dt = −(∇²Φ(θ))⁻¹∇L(θ) and agree to O(η²).
+
+    The maps (``mirror=``):
+
+    * ``"euclidean"``: φ(x) = x²/2, plain gradient descent (L = 2);
+    * ``"hyperbolic"``: φ(x) = x·asinh(x/β) − √(x²+β²) + β, β > 0; M⁻¹ = √(x²+β²),
+      implicit bias towards the ℓ₁ horizon (sparse solutions, L = 1);
+    * ``"power"``: φ(x) = ((x²+β²)^{L/2} − β^L)/L with L = ``degree`` > 1 and β ≥ 0;
+      M⁻¹ = (x²+β²)^{2−L/2}/((L−1)x²+β²); ℓ_L horizon (dense solutions for L > 2).
+
+    Args:
+        params: parameters or parameter groups. Every group may use its own map,
+            β, degree, update, ... ("one geometry per layer").
+        lr: learning rate η ≥ 0 (a float, or a one-element tensor, e.g. for CUDA
+            graph capture).
+        mirror: ``"euclidean"``, ``"hyperbolic"`` or ``"power"``.
+        beta: β of the hyperbolic (> 0) and power (≥ 0) maps. Small β relative to
+            the weights' scale makes the implicit bias show early; large β makes
+            the map look Euclidean near the origin.
+        degree: L of the power map (> 1).
+        update: ``"metric"`` or ``"dual"``. ``power`` with β = 0 and L > 2 has an
+            infinite inverse metric at 0 and allows only ``"dual"``.
+        normalize: divide the inverse metric of each tensor by its mean over that
+            tensor, M⁻¹ₗ = (1/φ'')/meanₗ(1/φ''), so that the average element of every
+            layer moves like SGD (for the dual update: learning rate η/meanₗ). The
+            mean of the updated values is kept and reused at the next step, and
+            recomputed when the parameter was changed outside the optimizer (its
+            version counter moved: in-place ops, ``load_state_dict``, ...). Writes
+            through ``p.data`` are not seen by the version counter; call
+            ``invalidate_metric_means()`` after them.
+        beta_scaling: ``"none"`` or ``"fan_in"`` (βₗ = β/√fan_in, fan_in =
+            numel/size(0) for tensors of two or more dimensions, else 1).
+        momentum, dampening, nesterov, weight_decay, maximize: as in
+            ``torch.optim.SGD``; with ``mirror="euclidean"`` the optimizer equals
+            ``torch.optim.SGD`` bit for bit.
+
+    Parameters are grouped by (device, dtype) and each group is updated by one call
+    of ``torch.ops.mirrorflow.mirror_descent_step_``. float16 and bfloat16
+    parameters are computed in float32 and rounded once. ``torch.amp.GradScaler``
+    is supported without a host synchronisation: the step unscales the gradients
+    and is skipped when they overflowed.
+
+    Example::
+
+        >>> opt = mirrorflow.MirrorDescent(model.parameters(), lr=0.1,
+        ...                                mirror="hyperbolic", beta=0.01)
+        >>> loss_fn(model(x), y).backward(); opt.step(); opt.zero_grad()
+    """
+
+    _step_supports_amp_scaling = True
+
+    def __init__(
+        self,
+        params: Iterable[torch.Tensor] | Iterable[dict[str, Any]],
+        lr: Union[float, torch.Tensor] = 1e-3,
+        mirror: str = "euclidean",
+        beta: float = 1.0,
+        degree: float = 3.0,
+        update: str = "metric",
+        normalize: bool = False,
+        beta_scaling: str = "none",
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        nesterov: bool = False,
+        weight_decay: float = 0.0,
+        maximize: bool = False,
+    ) -> None:
+        defaults = dict(
+            lr=lr,
+            mirror=mirror,
+            beta=beta,
+            degree=degree,
+            update=update,
+            normalize=normalize,
+            beta_scaling=beta_scaling,
+            momentum=momentum,
+            dampening=dampening,
+            nesterov=nesterov,
+            weight_decay=weight_decay,
+            maximize=maximize,
+        )
+        _check_group(defaults)
+        self._metric_means: dict[torch.Tensor, tuple[torch.Tensor, int]] = {}
+        super().__init__(params, defaults)
+
+    def add_param_group(self, param_group: dict[str, Any]) -> None:
+        """Adds a group after checking its hyperparameters (ValueError if invalid)."""
+        merged = dict(self.defaults)
+        merged.update({k: v for k, v in param_group.items() if k != "params"})
+        _check_group(merged)
+        super().add_param_group(param_group)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        self._metric_means = {}
+
+    def invalidate_metric_means(self) -> None:
+        """Forgets the stored per-tensor means of the inverse metric (``normalize``);
+        the next step recomputes them. Needed only after writes through ``.data``."""
+        self._metric_means.clear()
+
+    @torch.no_grad()
+    def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
+        """Performs one step; ``closure`` re-evaluates the model and returns the loss."""
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        grad_scale = getattr(self, "grad_scale", None)
+        found_inf = getattr(self, "found_inf", None)
+        for group in self.param_groups:
+            self._step_group(group, grad_scale, found_inf)
+        return loss
+
+    def _step_group(
+        self,
+        group: dict[str, Any],
+        grad_scale: Optional[torch.Tensor],
+        found_inf: Optional[torch.Tensor],
+    ) -> None:
+        buckets: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
+        for p in group["params"]:
+            if p.grad is not None:
+                buckets.setdefault((p.device, p.dtype), []).append(p)
+        if not buckets:
+            return
+        has_momentum = group["momentum"] != 0
+        normalize = group["normalize"]
+        lr = group["lr"]
+        for (device, _), params in buckets.items():
+            grads = [p.grad for p in params]
+            buffers: list[torch.Tensor] = []
+            steps: list[torch.Tensor] = []
+            means: list[torch.Tensor] = []
+            valid: list[bool] = []
+            for p in params:
+                state = self.state[p] if p in self.state else {}
+                if has_momentum:
+                    buf = state.get("momentum_buffer")
+                    if buf is None:
+                        buf = torch.zeros_like(p, memory_format=torch.preserve_format)
+                    buffers.append(buf)
+                    step = state.get("step")
+                    if step is None:
+                        step = torch.zeros((), dtype=torch.float32, device=p.device)
+                    elif step.device != p.device or step.dtype != torch.float32:
+                        step = step.to(device=p.device, dtype=torch.float32)
+                    steps.append(step)
+                if normalize:
+                    cached = self._metric_means.get(p)
+                    if cached is None:
+                        means.append(torch.zeros((), dtype=torch.float64, device=p.device))
+                        valid.append(False)
+                    else:
+                        means.append(cached[0])
+                        valid.append(cached[1] == p._version)
+            lr_tensor = None
+            if isinstance(lr, torch.Tensor):
+                lr_tensor = lr if lr.device == device else lr.to(device, non_blocking=True)
+            # The operator checks all of its arguments before it writes anything,
+            # so state is recorded only after it returned.
+            torch.ops.mirrorflow.mirror_descent_step_(
+                params,
+                grads,
+                buffers,
+                steps,
+                means,
+                valid,
+                mirror=group["mirror"],
+                beta=float(group["beta"]),
+                degree=float(group["degree"]),
+                update=group["update"],
+                normalize=normalize,
+                beta_scaling=group["beta_scaling"],
+                lr=0.0 if lr_tensor is not None else float(lr),
+                momentum=float(group["momentum"]),
+                dampening=float(group["dampening"]),
+                nesterov=group["nesterov"],
+                weight_decay=float(group["weight_decay"]),
+                maximize=group["maximize"],
+                lr_tensor=lr_tensor,
+                grad_scale=_on(grad_scale, device),
+                found_inf=_on(found_inf, device),
+            )
+            for i, p in enumerate(params):
+                if has_momentum:
+                    state = self.state[p]
+                    state["momentum_buffer"] = buffers[i]
+                    state["step"] = steps[i]
+                if normalize:
+                    self._metric_means[p] = (means[i], p._version)
+
+
+def _on(t: Optional[torch.Tensor], device: torch.device) -> Optional[torch.Tensor]:
+    if t is None or t.device == device:
+        return t
+    return t.to(device, non_blocking=True)

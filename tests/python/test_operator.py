@@ -1,0 +1,90 @@
+"""The operators as the dispatcher and torch.compile see them, and map_eval."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import mirrorflow
+import reference
+
+
+def _step_args(normalize: bool, momentum: float, dtype=torch.float32):
+    torch.manual_seed(0)
+    params = [torch.randn(5, 3, dtype=dtype), torch.randn(7, dtype=dtype)]
+    grads = [torch.randn_like(p) for p in params]
+    bufs = [torch.zeros_like(p) for p in params] if momentum else []
+    steps = [torch.zeros((), dtype=torch.float32) for _ in params] if momentum else []
+    means = [torch.zeros((), dtype=torch.float64) for _ in params] if normalize else []
+    valid = [False for _ in params] if normalize else []
+    kwargs = dict(mirror="hyperbolic", beta=0.1, degree=3.0, update="dual", normalize=normalize,
+                  beta_scaling="fan_in", lr=0.05, momentum=momentum, dampening=0.0,
+                  nesterov=False, weight_decay=0.01, maximize=False)
+    return (params, grads, bufs, steps, means, valid), kwargs
+
+
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_opcheck_mirror_descent_step(normalize, momentum):
+    args, kwargs = _step_args(normalize, momentum)
+    torch.library.opcheck(torch.ops.mirrorflow.mirror_descent_step_.default, args, kwargs)
+
+
+def test_opcheck_map_eval():
+    x = torch.randn(6, dtype=torch.float64)
+    torch.library.opcheck(torch.ops.mirrorflow.map_eval.default, (x, "power", 0.1, 3.0, "grad"))
+
+
+def test_step_inside_torch_compile_matches_eager():
+    args, kwargs = _step_args(False, 0.9)
+    args2 = tuple([t.clone() for t in a] if isinstance(a, list) and a and
+                  isinstance(a[0], torch.Tensor) else list(a) for a in args)
+
+    def step(params, grads, bufs, steps, means, valid):
+        torch.ops.mirrorflow.mirror_descent_step_(params, grads, bufs, steps, means, valid,
+                                                  **kwargs)
+
+    step(*args)
+    torch.compile(step, backend="aot_eager", fullgraph=True)(*args2)
+    for a, b in zip(args[0], args2[0]):
+        assert torch.equal(a, b)
+
+
+@pytest.mark.parametrize("function", mirrorflow.maps.FUNCTIONS)
+@pytest.mark.parametrize(
+    "mirror,beta,degree",
+    [("euclidean", 1.0, 2.0), ("hyperbolic", 0.3, 1.0), ("power", 0.2, 3.0),
+     ("power", 0.0, 1.5), ("power", 0.4, 2.0)],
+)
+def test_map_eval_matches_reference(function, mirror, beta, degree):
+    x = torch.linspace(-3, 3, 101, dtype=torch.float64)
+    got = mirrorflow.map_eval(x, mirror, function, beta=beta, degree=degree)
+    if function == "potential":
+        if mirror == "hyperbolic":
+            want = x * torch.asinh(x / beta) - torch.sqrt(x * x + beta * beta) + beta
+        elif mirror == "euclidean" or degree == 2:
+            want = x * x / 2
+        else:
+            want = ((x * x + beta * beta) ** (degree / 2) - beta**degree) / degree
+    else:
+        oracle = {"grad": reference.grad_phi, "grad_conj": reference.grad_conj,
+                  "inv_metric": reference.inv_metric, "conj_of_grad": reference.conj_of_grad}
+        want = oracle[function](x, mirror, beta, degree)
+    assert torch.allclose(got, want, rtol=1e-12, atol=1e-13)
+    assert got.dtype == x.dtype and got.shape == x.shape
+
+
+def test_map_eval_in_low_precision_computes_in_float32():
+    x = torch.linspace(-2, 2, 33)
+    for dtype in (torch.bfloat16, torch.float16):
+        got = mirrorflow.map_eval(x.to(dtype), "hyperbolic", "inv_metric", beta=0.1)
+        want = torch.sqrt(x.to(dtype).double() ** 2 + 0.01).to(dtype)
+        assert got.dtype == dtype
+        assert torch.allclose(got.double(), want.double(), rtol=torch.finfo(dtype).eps)
+
+
+def test_build_info():
+    info = mirrorflow.build_info()
+    assert info["version"] == mirrorflow.__version__
+    assert info["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512"}
+    assert isinstance(info["cuda_built"], bool)
