@@ -24,7 +24,7 @@ build: setup
 
 run-ctest:
 	@echo "== C++ tests (GoogleTest through ctest)"
-	@cd build && ctest --output-on-failure -j $(JOBS)
+	@cd build && ctest --output-on-failure --progress -j $(JOBS)
 
 run-pytest:
 	@echo "== Python tests (pytest)"

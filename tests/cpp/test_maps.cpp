@@ -23,6 +23,9 @@ struct MapCase {
 
 std::string case_name(const testing::TestParamInfo<MapCase>& info) { return info.param.name; }
 
+// Keeps ctest's test names readable.
+void PrintTo(const MapCase& c, std::ostream* os) { *os << c.name; }
+
 const std::vector<MapCase> kMaps = {
     {"euclidean", mc::MirrorKind::Euclidean, 0.0, 2.0},
     {"hyperbolic_b1", mc::MirrorKind::Hyperbolic, 1.0, 1.0},

@@ -77,11 +77,14 @@ def grad_conj(y: torch.Tensor, mirror: str, beta: float, degree: float) -> torch
         return torch.sign(y) * a ** (1 / (L - 1))
     lo = torch.zeros_like(a)
     hi = torch.maximum((2 * a) ** (1 / (L - 1)), torch.full_like(a, beta))
-    for _ in range(200):
+    for _ in range(2000):  # until the bracket stops shrinking: [lo, hi] is then ≤ 1 ulp wide
         mid = (lo + hi) / 2
         too_big = mid * (mid * mid + beta * beta) ** ((L - 2) / 2) > a
-        hi = torch.where(too_big, mid, hi)
-        lo = torch.where(too_big, lo, mid)
+        new_hi = torch.where(too_big, mid, hi)
+        new_lo = torch.where(too_big, lo, mid)
+        if torch.equal(new_hi, hi) and torch.equal(new_lo, lo):
+            break
+        lo, hi = new_lo, new_hi
     return torch.sign(y) * (lo + hi) / 2
 
 
