@@ -161,8 +161,8 @@ def test_many_small_tensors_and_a_multi_chunk_one():
         torch.testing.assert_close(b.cpu(), a, rtol=2e-6, atol=1e-7)
         assert opt_dev.state[b]["step"].item() == 3
     for a, b in zip(cpu, dev):
-        mean_cpu = opt_cpu._metric_means[a][0]
-        mean_dev = opt_dev._metric_means[b][0]
+        mean_cpu = opt_cpu._metric_mean(a)
+        mean_dev = opt_dev._metric_mean(b)
         torch.testing.assert_close(mean_dev.cpu(), mean_cpu, rtol=1e-6, atol=0)
 
 
