@@ -147,12 +147,14 @@ void write_records(const GroupPlan& plan, void* out) {
 }
 
 // Uploads the plan's records to `device` with one asynchronous copy from
-// pinned memory, and returns the device buffer (kept alive by the caller until
-// the launches are enqueued; the caching allocator orders its reuse after them).
-at::Tensor upload(const GroupPlan& plan, const at::Device& device, cudaStream_t stream) {
+// pinned memory into a new device buffer, which also holds `extra_bytes`
+// after them (the partial sums). The caller keeps the buffer alive until the
+// launches are enqueued; the caching allocator orders its reuse after them.
+at::Tensor upload(const GroupPlan& plan, std::size_t extra_bytes, const at::Device& device,
+                  cudaStream_t stream) {
   const std::size_t total =
       bytes_of(plan.tensors) + bytes_of(plan.items) + bytes_of(plan.stale_items);
-  at::Tensor buffer = at::empty({static_cast<int64_t>(total)},
+  at::Tensor buffer = at::empty({static_cast<int64_t>(total + extra_bytes)},
                                 at::TensorOptions().dtype(at::kByte).device(device));
   if (capturing(stream)) {
     void* host = pinned_for_replays(total);
@@ -163,7 +165,8 @@ at::Tensor upload(const GroupPlan& plan, const at::Device& device, cudaStream_t 
     at::Tensor staging = at::empty({static_cast<int64_t>(total)},
                                    at::TensorOptions().dtype(at::kByte).pinned_memory(true));
     write_records(plan, staging.data_ptr());
-    buffer.copy_(staging, /*non_blocking=*/true);  // the host allocator tracks its use
+    // non_blocking: the host allocator keeps the staging block until the copy is done
+    buffer.narrow(0, 0, static_cast<int64_t>(total)).copy_(staging, /*non_blocking=*/true);
   }
   return buffer;
 }
@@ -189,13 +192,11 @@ void launch_group(const detail::StepCall& call, const GroupPlan& plan, const Ste
   const StepOptions& o = call.options;
   const bool has_momentum = o.momentum != 0;
   if (plan.items.empty() && !has_momentum) return;
-  const at::Tensor records = upload(plan, device, stream);
-  at::Tensor partials;
-  if (o.normalize && !plan.items.empty()) {
-    partials = at::empty({static_cast<int64_t>(plan.items.size())},
-                         at::TensorOptions().dtype(at::kDouble).device(device));
-  }
-  const auto* base = static_cast<const std::uint8_t*>(records.data_ptr());
+  const std::size_t records_bytes =
+      bytes_of(plan.tensors) + bytes_of(plan.items) + bytes_of(plan.stale_items);
+  const std::size_t partial_bytes = o.normalize ? plan.items.size() * sizeof(double) : 0;
+  const at::Tensor records = upload(plan, partial_bytes, device, stream);
+  auto* base = static_cast<std::uint8_t*>(records.data_ptr());
   StepLaunch launch{};
   launch.mirror = o.mirror;
   launch.update = o.update;
@@ -208,7 +209,8 @@ void launch_group(const detail::StepCall& call, const GroupPlan& plan, const Ste
   launch.stale_items = reinterpret_cast<const WorkItem*>(base + bytes_of(plan.tensors) +
                                                          bytes_of(plan.items));
   launch.n_stale_items = static_cast<int64_t>(plan.stale_items.size());
-  launch.partials = partials.defined() ? partials.data_ptr<double>() : nullptr;
+  // Records are 8-byte multiples, so the partial sums after them are aligned.
+  launch.partials = partial_bytes > 0 ? reinterpret_cast<double*>(base + records_bytes) : nullptr;
   launch.scalars = scalars;
 
   with_map(o.mirror, [&](auto map_tag) {
