@@ -94,3 +94,20 @@ def test_library_holds_code_for_the_reported_architectures():
                  if ".sm_" in line}
     assert found_sass == sass, (elf.stdout, sass)
     assert found_ptx == ptx, (listing.stdout, ptx)
+
+
+@cuda_build
+def test_library_uses_the_shared_cuda_runtime():
+    """A CUDA runtime linked statically into the library would keep its own
+    current device and error state, apart from PyTorch's (c10's CUDAGuard,
+    streams and launch checks would talk to another runtime)."""
+    nm = shutil.which("nm")
+    if nm is None:
+        pytest.skip("nm (binutils) not found")
+    symbols = subprocess.run([nm, _library()], capture_output=True, text=True,
+                             check=True).stdout
+    # "U cudaGetLastError@libcudart.so.13" when imported, "<address> t ..." when linked in
+    uses = [line.split() for line in symbols.splitlines()
+            if line.split() and line.split()[-1].split("@")[0] == "cudaGetLastError"]
+    assert uses, "the library does not call cudaGetLastError (launch checks missing?)"
+    assert all(fields[0] == "U" for fields in uses), uses
