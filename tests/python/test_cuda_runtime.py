@@ -167,7 +167,9 @@ def _count_kernels(n_tensors: int) -> tuple[int, int]:
 def test_launch_count_does_not_grow_with_the_number_of_tensors():
     few = _count_kernels(10)
     many = _count_kernels(1000)
-    assert few == many == (4, 1), (few, many)
+    assert few == many, (few, many)
+    # stale means, finalize, step, finalize; one upload of the records
+    assert few[0] == 4 and few[1] <= 1, few
 
 
 # ---- the dispatcher's view ----------------------------------------------------------
