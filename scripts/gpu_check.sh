@@ -14,7 +14,9 @@
 #
 # Environment: PYTHON (python3), JOBS (nproc), ARCHS (90: sm_90, the H100/H200),
 # BUILD_DIR (a fresh temporary directory), BUILD_TIMEOUT/TEST_TIMEOUT/
-# BENCH_TIMEOUT (seconds: 300/240/180), PYTEST_ARGS (extra pytest arguments).
+# BENCH_TIMEOUT (seconds: 220/200/120, so that the whole check stays under ten
+# minutes even when every stage runs into its limit), PYTEST_ARGS (extra pytest
+# arguments).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -24,9 +26,9 @@ JOBS=${JOBS:-$(nproc)}
 ARCHS=${ARCHS:-90}
 BUILD_DIR=${BUILD_DIR:-$(mktemp -d "${TMPDIR:-/tmp}/mirrorflow-gpu-check.XXXXXX")}
 PREFIX="$BUILD_DIR/site"
-BUILD_TIMEOUT=${BUILD_TIMEOUT:-300}
-TEST_TIMEOUT=${TEST_TIMEOUT:-240}
-BENCH_TIMEOUT=${BENCH_TIMEOUT:-180}
+BUILD_TIMEOUT=${BUILD_TIMEOUT:-220}
+TEST_TIMEOUT=${TEST_TIMEOUT:-200}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-120}
 START=$(date +%s)
 
 exec > >(tee -a "$OUT_DIR/gpu_check.log") 2>&1
@@ -109,12 +111,18 @@ build() {
 }
 
 gpu_tests() {
+  # One line per test into pytest.log (kept if the stage runs out of time),
+  # the failures and the totals on the console.
+  local rc=0
   # shellcheck disable=SC2086
   PYTHONPATH="$PREFIX" \
   MIRRORFLOW_TRAJECTORY_PROGRAM="$BUILD_DIR/build/tests/programs/optimizer_trajectory" \
     "$PYTHON" -m pytest tests/python/test_cuda_build.py tests/python/test_cuda.py \
       tests/python/test_cuda_runtime.py tests/python/test_cpp_parity.py \
-      -q -rfEs -p no:cacheprovider --junitxml="$OUT_DIR/pytest.xml" ${PYTEST_ARGS:-}
+      -v -rfEs -p no:cacheprovider --junitxml="$OUT_DIR/pytest.xml" ${PYTEST_ARGS:-} \
+      > "$OUT_DIR/pytest.log" 2>&1 || rc=$?
+  grep -E "^(FAILED|ERROR)|^=+ .*(passed|failed|error)" "$OUT_DIR/pytest.log" | tail -n 60 || true
+  return "$rc"
 }
 
 bench() {
@@ -144,6 +152,14 @@ if os.path.exists(xml):
         for bad in list(case.findall("failure")) + list(case.findall("error")):
             print(f"  FAILED {case.get('classname')}::{case.get('name')}: "
                   f"{(bad.get('message') or '')[:160]}")
+elif os.path.exists(os.path.join(out, "pytest.log")):
+    lines = open(os.path.join(out, "pytest.log")).read().splitlines()
+    counts = {k: sum(f" {k}" in line for line in lines)
+              for k in ("PASSED", "FAILED", "ERROR", "SKIPPED")}
+    print("tests: incomplete (no junit report); pytest.log so far:", counts)
+    for line in lines:
+        if " FAILED" in line or " ERROR" in line:
+            print("  " + line[:200])
 else:
     print("tests: no report (pytest did not run)")
 bench = os.path.join(out, "bench_gpu_step.md")
@@ -154,15 +170,22 @@ elif os.path.exists(os.path.join(out, "bench_gpu_step.json")):
     print("benchmark:", json.load(open(os.path.join(out, "bench_gpu_step.json"))))
 else:
     rows = os.path.join(out, "bench_gpu_step.rows.jsonl")
-    print("benchmark: incomplete;", "rows so far in " + rows if os.path.exists(rows) else
-          "no rows")
+    if os.path.exists(rows):
+        print("benchmark: incomplete; the rows measured:")
+        for line in open(rows):
+            r = json.loads(line)
+            print("  {set:>10} | {method:<42} | {ms} ms | {pct} % of copy".format(
+                set=r["set"], method=r["method"], ms=r.get("ms", r.get("error")),
+                pct=r.get("pct_copy")))
+    else:
+        print("benchmark: no results")
 EOF
 }
 
 export ROOT OUT_DIR PYTHON JOBS ARCHS BUILD_DIR PREFIX
 export -f versions versions_report build gpu_tests bench
 echo "gpu_check: output in $OUT_DIR, build in $BUILD_DIR"
-run_stage versions 60 versions
+run_stage versions 30 versions
 run_stage build "$BUILD_TIMEOUT" build
 if [[ ${STATUS[build]} == ok ]]; then
   run_stage tests "$TEST_TIMEOUT" gpu_tests
