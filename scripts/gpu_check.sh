@@ -117,8 +117,8 @@ gpu_tests() {
   # shellcheck disable=SC2086
   PYTHONPATH="$PREFIX" \
   MIRRORFLOW_TRAJECTORY_PROGRAM="$BUILD_DIR/build/tests/programs/optimizer_trajectory" \
-    "$PYTHON" -m pytest tests/python/test_cuda_build.py tests/python/test_cuda.py \
-      tests/python/test_cuda_runtime.py tests/python/test_cpp_parity.py \
+    "$PYTHON" -m pytest tests/python/test_cuda_build.py tests/python/test_cuda_runtime.py \
+      tests/python/test_cpp_parity.py tests/python/test_cuda.py \
       -v -rfEs -p no:cacheprovider --junitxml="$OUT_DIR/pytest.xml" ${PYTEST_ARGS:-} \
       > "$OUT_DIR/pytest.log" 2>&1 || rc=$?
   grep -E "^(FAILED|ERROR)|^=+ .*(passed|failed|error)" "$OUT_DIR/pytest.log" | tail -n 60 || true

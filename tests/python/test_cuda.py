@@ -26,7 +26,7 @@ gpu = pytest.mark.skipif(not torch.cuda.is_available(),
                          reason="needs a CUDA device (torch.cuda.is_available() is False)")
 
 
-# ---- every configuration against the reference ----------------------------------
+# ---- the case lists of the whole matrix (its tests are at the end of the file) -----
 
 
 def _is_power_dual(case) -> bool:
@@ -45,56 +45,7 @@ REFERENCE_CASES = [c for c in CASES if not _is_power_dual(c) or c.values[4] == "
 POWER_DUAL_CASES = [c for c in CASES if _is_power_dual(c)]
 
 
-@gpu
-@pytest.mark.parametrize("map_name,update,normalize,scaling,option,dtype_name", REFERENCE_CASES)
-def test_matches_float64_reference_on_cuda(map_name, update, normalize, scaling, option,
-                                           dtype_name):
-    check_against_reference(map_name, update, normalize, scaling, option, dtype_name, "cuda")
-
-
-@gpu
-@pytest.mark.parametrize("map_name,update,normalize,scaling,option,dtype_name",
-                         POWER_DUAL_CASES)
-def test_power_dual_matches_the_cpu_operator(map_name, update, normalize, scaling, option,
-                                             dtype_name):
-    """Each step from the same state on both backends. Both solve ∇φ(θ⁺) = y by
-    the core's Newton iteration; with rounding errors δy of y their results may
-    differ by |δy|/φ''(θ⁺), so the bound adds ε·(1/φ'')·(|∇φ(θ)| + |∇φ(θ⁺)|). The
-    gradient transform has IEEE operations only: the buffers agree bit for bit."""
-    dtype = DTYPES[dtype_name]
-    opts = dict(lr=0.05, update=update, normalize=normalize, beta_scaling=scaling,
-                **MAPS[map_name], **OPTIONS[option])
-    cpu, _ = make_params(dtype)
-    dev = [p.to("cuda", copy=True) for p in cpu]
-    opt_cpu = mirrorflow.MirrorDescent(cpu, **opts)
-    opt_dev = mirrorflow.MirrorDescent(dev, **opts)
-    eps = torch.finfo(torch.float64 if dtype == torch.float64 else torch.float32).eps
-    gen = torch.Generator().manual_seed(1)
-    for step in range(3):
-        with torch.no_grad():  # the same state on both
-            for a, b in zip(cpu, dev):
-                b.copy_(a)
-                if a in opt_cpu.state and "momentum_buffer" in opt_cpu.state[a]:
-                    opt_dev.state[b]["momentum_buffer"].copy_(opt_cpu.state[a]["momentum_buffer"])
-        for a, b in zip(cpu, dev):
-            a.grad = torch.randn(a.shape, generator=gen, dtype=torch.float64).to(dtype)
-            b.grad = a.grad.to("cuda", copy=True)
-        before = [a.to(torch.float64, copy=True) for a in cpu]
-        opt_cpu.step()
-        opt_dev.step()
-        for i, (a, b, t) in enumerate(zip(cpu, dev, before)):
-            want, got = a.double(), b.double().cpu()
-            beta_l = layer_beta(Options(**opts), tuple(t.shape))
-            curvature = torch.maximum(inv_metric(want, "power", beta_l, opts["degree"]),
-                                      inv_metric(got, "power", beta_l, opts["degree"]))
-            slack = 64 * eps * curvature * (grad_phi(t, "power", beta_l, opts["degree"]).abs()
-                                            + grad_phi(want, "power", beta_l, opts["degree"])
-                                            .abs())
-            tol = 2 * _tolerance(dtype, t, want) + slack
-            assert bool(((got - want).abs() <= tol).all()), (step, i)
-            if "momentum" in opts:
-                assert torch.equal(opt_dev.state[b]["momentum_buffer"].cpu(),
-                                   opt_cpu.state[a]["momentum_buffer"])
+# ---- the Euclidean step, bit for bit ------------------------------------------------
 
 
 def _run_both(make_params, opts: dict, steps: int, seed: int = 0):
@@ -269,3 +220,58 @@ def test_map_eval_on_cuda_matches_cpu(dtype, mirror, beta, degree, function):
     # conj_of_grad = x·∇φ − φ cancels: its error is relative to the size of its terms
     atol = 64 * eps * float(want.double().abs().max())
     torch.testing.assert_close(got.cpu().double(), want.double(), rtol=rtol, atol=atol)
+
+
+# ---- the whole matrix (last: the longest part of a GPU run) ------------------------
+
+
+@gpu
+@pytest.mark.parametrize("map_name,update,normalize,scaling,option,dtype_name", REFERENCE_CASES)
+def test_matches_float64_reference_on_cuda(map_name, update, normalize, scaling, option,
+                                           dtype_name):
+    check_against_reference(map_name, update, normalize, scaling, option, dtype_name, "cuda")
+
+
+@gpu
+@pytest.mark.parametrize("map_name,update,normalize,scaling,option,dtype_name",
+                         POWER_DUAL_CASES)
+def test_power_dual_matches_the_cpu_operator(map_name, update, normalize, scaling, option,
+                                             dtype_name):
+    """Each step from the same state on both backends. Both solve ∇φ(θ⁺) = y by
+    the core's Newton iteration; with rounding errors δy of y their results may
+    differ by |δy|/φ''(θ⁺), so the bound adds ε·(1/φ'')·(|∇φ(θ)| + |∇φ(θ⁺)|). The
+    gradient transform has IEEE operations only: the buffers agree bit for bit."""
+    dtype = DTYPES[dtype_name]
+    opts = dict(lr=0.05, update=update, normalize=normalize, beta_scaling=scaling,
+                **MAPS[map_name], **OPTIONS[option])
+    cpu, _ = make_params(dtype)
+    dev = [p.to("cuda", copy=True) for p in cpu]
+    opt_cpu = mirrorflow.MirrorDescent(cpu, **opts)
+    opt_dev = mirrorflow.MirrorDescent(dev, **opts)
+    eps = torch.finfo(torch.float64 if dtype == torch.float64 else torch.float32).eps
+    gen = torch.Generator().manual_seed(1)
+    for step in range(3):
+        with torch.no_grad():  # the same state on both
+            for a, b in zip(cpu, dev):
+                b.copy_(a)
+                if a in opt_cpu.state and "momentum_buffer" in opt_cpu.state[a]:
+                    opt_dev.state[b]["momentum_buffer"].copy_(opt_cpu.state[a]["momentum_buffer"])
+        for a, b in zip(cpu, dev):
+            a.grad = torch.randn(a.shape, generator=gen, dtype=torch.float64).to(dtype)
+            b.grad = a.grad.to("cuda", copy=True)
+        before = [a.to(torch.float64, copy=True) for a in cpu]
+        opt_cpu.step()
+        opt_dev.step()
+        for i, (a, b, t) in enumerate(zip(cpu, dev, before)):
+            want, got = a.double(), b.double().cpu()
+            beta_l = layer_beta(Options(**opts), tuple(t.shape))
+            curvature = torch.maximum(inv_metric(want, "power", beta_l, opts["degree"]),
+                                      inv_metric(got, "power", beta_l, opts["degree"]))
+            slack = 64 * eps * curvature * (grad_phi(t, "power", beta_l, opts["degree"]).abs()
+                                            + grad_phi(want, "power", beta_l, opts["degree"])
+                                            .abs())
+            tol = 2 * _tolerance(dtype, t, want) + slack
+            assert bool(((got - want).abs() <= tol).all()), (step, i)
+            if "momentum" in opts:
+                assert torch.equal(opt_dev.state[b]["momentum_buffer"].cpu(),
+                                   opt_cpu.state[a]["momentum_buffer"])
