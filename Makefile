@@ -1,13 +1,14 @@
 # make test  — set up (once), build, run every C++ and Python test
 # make demo  — set up (once), build, run the student–teacher comparison
 # make bench — the CPU benchmark table of docs/benchmarks.md
+# make gpu-check — on a GPU machine: build, GPU tests, GPU benchmark (scripts/gpu_check.sh)
 SHELL := /bin/bash
 VENV ?= .venv
 PY := $(VENV)/bin/python
 JOBS ?= $(shell nproc)
 export CMAKE_BUILD_PARALLEL_LEVEL := $(JOBS)
 
-.PHONY: all setup build test test-cpp test-python demo bench clean run-ctest run-pytest
+.PHONY: all setup build test test-cpp test-python demo bench gpu-check clean run-ctest run-pytest
 
 all: test
 
@@ -44,6 +45,9 @@ demo: build
 
 bench: build
 	@$(PY) bench/bench_step.py --device cpu
+
+gpu-check:
+	@PYTHON=$(if $(wildcard $(PY)),$(PY),python3) scripts/gpu_check.sh
 
 clean:
 	rm -rf build python/mirrorflow/_C*.so python/mirrorflow/lib python/mirrorflow/include

@@ -12,55 +12,28 @@
 
 #include "cpu_kernel.h"
 #include "mirrorflow/core/map_function.h"
+#include "ops/flat_view.h"
 #include "ops/map_eval_call.h"
 #include "ops/step_call.h"
 
 namespace mirrorflow::cpu {
 namespace {
 
-// A tensor the kernel can walk as flat memory: the tensor itself when its
-// elements are dense and laid out like the parameter's, else a contiguous copy
-// that is written back after the step.
-struct FlatView {
-  at::Tensor original;
-  at::Tensor flat;
-  bool copied = false;
-};
+using detail::FlatView;
+using detail::param_view;
+using detail::view_like;
+using detail::write_back;
 
-bool walkable_like(const at::Tensor& t, const at::Tensor& layout) {
-  return t.is_non_overlapping_and_dense() && t.strides() == layout.strides();
-}
-
-// The parameter's own view: walked directly when dense, else a contiguous copy.
-FlatView param_view(const at::Tensor& p) {
-  if (p.is_non_overlapping_and_dense()) return FlatView{p, p, false};
-  return FlatView{p, p.contiguous(), true};
-}
-
-// A tensor walked in step with `layout` (the parameter's flat view): element
-// i of both must be the same logical element, so a tensor laid out otherwise
-// is copied into the layout's strides.
-FlatView view_like(const at::Tensor& t, const at::Tensor& layout) {
-  if (walkable_like(t, layout)) return FlatView{t, t, false};
-  at::Tensor flat = at::empty_like(layout);
-  flat.copy_(t);
-  return FlatView{t, flat, true};
-}
-
-void write_back(const FlatView& v) {
-  if (v.copied) v.original.copy_(v.flat);
-}
-
-double scale_for(double lr, double mean, bool normalize) {
-  if (!normalize) return -lr;
-  // A layer whose inverse metric is zero everywhere does not move.
-  return mean == 0 ? 0.0 : -lr / mean;
-}
+using core::step_scale;
 
 void step_cpu(detail::StepCall& call) {
   const StepOptions& o = call.options;
   if (call.params.empty()) return;
-  if (call.found_inf && call.found_inf->item<double>() != 0) return;  // skipped step
+  // A GradScaler overflow skips the step: nothing changes, except that stale
+  // means are still computed (of the unchanged parameters), since the caller
+  // keeps them as valid afterwards.
+  const bool skipped = call.found_inf && call.found_inf->item<double>() != 0;
+  if (skipped && !o.normalize) return;
   const double lr = call.lr_tensor ? call.lr_tensor->item<double>() : o.lr;
   const bool has_momentum = o.momentum != 0;
 
@@ -106,21 +79,27 @@ void step_cpu(detail::StepCall& call) {
       }
       if (o.normalize) {
         if (call.metric_means_valid[i]) {
-          t.scale = scale_for(lr, call.metric_means[i].item<double>(), true);
+          t.scale = step_scale(lr, call.metric_means[i].item<double>(), true);
         } else {
           stale.push_back(t);
           stale_pos.push_back(tasks.size());
         }
       } else {
-        t.scale = scale_for(lr, 1.0, false);
+        t.scale = step_scale(lr, 1.0, false);
       }
       tasks.push_back(t);
     }
     if (!stale.empty()) {
       run_tasks(config, dtype, stale, /*mean_only=*/true);
       for (std::size_t k = 0; k < stale.size(); ++k) {
-        tasks[stale_pos[k]].scale = scale_for(lr, stale[k].mean_out, true);
+        tasks[stale_pos[k]].scale = step_scale(lr, stale[k].mean_out, true);
       }
+    }
+    if (skipped) {
+      for (std::size_t k = 0; k < stale.size(); ++k) {
+        call.metric_means[indices[stale_pos[k]]].fill_(stale[k].mean_out);
+      }
+      continue;
     }
     run_tasks(config, dtype, tasks, /*mean_only=*/false);
     for (const FlatView& v : views) write_back(v);
@@ -128,6 +107,7 @@ void step_cpu(detail::StepCall& call) {
       if (o.normalize) call.metric_means[indices[k]].fill_(tasks[k].mean_out);
     }
   }
+  if (skipped) return;
   if (has_momentum) {
     for (auto& s : call.steps) s.add_(1);
   }

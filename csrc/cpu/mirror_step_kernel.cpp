@@ -18,9 +18,7 @@
 #include <vector>
 
 #include "cpu_kernel.h"
-#include "mirrorflow/core/euclidean.h"
-#include "mirrorflow/core/hyperbolic_entropy.h"
-#include "mirrorflow/core/power_potential.h"
+#include "mirrorflow/core/map_function.h"
 #include "mirrorflow/core/update_rule.h"
 #include "vectorized_ops.h"
 
@@ -39,44 +37,14 @@ constexpr int64_t kBlock = 1024;
 constexpr int kLanes = 8;
 static_assert(kChunk % kBlock == 0 && kBlock % 64 == 0, "chunks hold whole blocks");
 
-template <class T>
-struct TensorScalars {
-  core::GradientTransform<T> transform;
-  T scale;
-  T grad_scale;
-  bool first_step;
-  bool unscale;
-};
-
-template <MirrorKind K, class T>
-auto make_map(const KernelConfig& config, double beta) {
-  if constexpr (K == MirrorKind::Euclidean) {
-    return core::Euclidean<T>{};
-  } else if constexpr (K == MirrorKind::Hyperbolic) {
-    return core::HyperbolicEntropy<T>{static_cast<T>(beta)};
-  } else {
-    return core::PowerPotential<T>{static_cast<T>(config.degree), static_cast<T>(beta)};
-  }
-}
-
 // The power map's dual update solves for θ⁺ by Newton's method, element by
 // element; it runs in the scalar loop. Everything else runs SIMD-wide.
 template <MirrorKind K, UpdateKind U>
 constexpr bool kVectorUpdate = !(K == MirrorKind::Power && U == UpdateKind::Dual);
 
-// One element, or one SIMD vector of elements: the gradient transform and
-// the mirror update (MATH.md §2). `g` is left holding the unscaled gradient.
-template <UpdateKind U, bool Momentum, class Map, class V, class T>
-inline void step_values(const Map& map, V& x, V& g, V& buf, const TensorScalars<T>& s) {
-  if (s.unscale) g = g / V(s.grad_scale);
-  V ge = core::decayed_gradient(g, x, s.transform);
-  if constexpr (Momentum) ge = core::momentum_gradient(ge, buf, s.first_step, s.transform);
-  x = core::mirror_update<U>(map, x, ge, V(s.scale));
-}
-
 // Updates n contiguous compute-type elements in place.
 template <UpdateKind U, bool Momentum, bool Vectorize, class Map, class T>
-void step_span(const Map& map, T* x, T* g, T* buf, int64_t n, const TensorScalars<T>& s) {
+void step_span(const Map& map, T* x, T* g, T* buf, int64_t n, const core::ElementStep<T>& s) {
   if constexpr (Vectorize) {
     using V = Vec<T>;
     for (int64_t i = 0; i < n; i += V::size()) {
@@ -85,7 +53,7 @@ void step_span(const Map& map, T* x, T* g, T* buf, int64_t n, const TensorScalar
       V gv = V::loadu(g + i, m);
       V bv;
       if constexpr (Momentum) bv = V::loadu(buf + i, m);
-      step_values<U, Momentum>(map, xv, gv, bv, s);
+      core::step_element<U, Momentum>(map, xv, gv, bv, s);
       xv.store(x + i, m);
       if (s.unscale) gv.store(g + i, m);
       if constexpr (Momentum) bv.store(buf + i, m);
@@ -95,7 +63,7 @@ void step_span(const Map& map, T* x, T* g, T* buf, int64_t n, const TensorScalar
       T xv = x[i];
       T gv = g[i];
       T bv = Momentum ? buf[i] : T(0);
-      step_values<U, Momentum>(map, xv, gv, bv, s);
+      core::step_element<U, Momentum>(map, xv, gv, bv, s);
       x[i] = xv;
       if (s.unscale) g[i] = gv;
       if constexpr (Momentum) buf[i] = bv;
@@ -123,8 +91,8 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
                 bool mean_only) {
   using T = at::opmath_type<scalar_t>;
   constexpr bool kVector = kVectorUpdate<K, U>;
-  const auto map = make_map<K, T>(config, task.beta);
-  const TensorScalars<T> s{
+  const auto map = core::make_map<K, T>(task.beta, config.degree);
+  const core::ElementStep<T> s{
       core::GradientTransform<T>{static_cast<T>(config.transform.weight_decay),
                                  static_cast<T>(config.transform.momentum),
                                  static_cast<T>(config.transform.one_minus_dampening),

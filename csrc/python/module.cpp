@@ -16,7 +16,9 @@ PYBIND11_MODULE(_C, m) {
   m.def("cuda_built", &mirrorflow::cuda_built,
         "Whether this build contains the CUDA kernels.");
   m.def("cuda_architectures", &mirrorflow::cuda_architectures,
-        "The CUDA architectures the kernels were compiled for, e.g. '80;90'.");
+        "The CUDA architectures the kernels were compiled for, e.g. '80-real;90'.");
+  m.def("cuda_option", &mirrorflow::cuda_option,
+        "The build's MIRRORFLOW_CUDA setting: AUTO, ON or OFF.");
   m.def("cpu_capability", &at::get_cpu_capability,
         "The CPU capability that picks the kernel build: DEFAULT, AVX2 or AVX512\n"
         "(the environment variable ATEN_CPU_CAPABILITY can lower it).");

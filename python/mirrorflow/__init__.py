@@ -29,7 +29,9 @@ def cuda_built() -> bool:
 
 
 def cuda_architectures() -> str:
-    """CUDA architectures the kernels were compiled for (empty without CUDA)."""
+    """CUDA architectures the kernels were compiled for, in CMake's syntax
+    (e.g. ``"80-real;90"``: sm_80 machine code, sm_90 machine code and PTX);
+    empty without CUDA kernels."""
     return str(_C.cuda_architectures())
 
 
@@ -41,6 +43,7 @@ def build_info() -> dict:
         "torch_running": _torch.__version__,
         "cuda_built": cuda_built(),
         "cuda_architectures": cuda_architectures(),
+        "cuda_option": str(_C.cuda_option()),
         "cpu_capability": _C.cpu_capability(),
     }
 

@@ -9,7 +9,11 @@ from typing import Any, Optional, Union
 import torch
 from torch.optim import Optimizer
 
+from ._step_plan import GroupPlan, build_plan, metric_mean
+
 __all__ = ["MirrorDescent"]
+
+_STEP = torch.ops.mirrorflow.mirror_descent_step_.default
 
 _FLOAT_OPTIONS = ("beta", "degree", "momentum", "dampening", "weight_decay")
 _BOOL_OPTIONS = ("normalize", "nesterov", "maximize")
@@ -159,7 +163,7 @@ class MirrorDescent(Optimizer):
             maximize=maximize,
         )
         _check_group(defaults)
-        self._metric_means: dict[torch.Tensor, tuple[torch.Tensor, int]] = {}
+        self._plans: dict[int, GroupPlan] = {}  # id(group) -> what its steps reuse
         super().__init__(params, defaults)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
@@ -171,12 +175,17 @@ class MirrorDescent(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        self._metric_means = {}
+        self._plans = {}
 
     def invalidate_metric_means(self) -> None:
         """Forgets the stored per-tensor means of the inverse metric (``normalize``);
         the next step recomputes them. Needed only after writes through ``.data``."""
-        self._metric_means.clear()
+        for plan in self._plans.values():
+            plan.invalidate_means()
+
+    def _metric_mean(self, p: torch.Tensor) -> Optional[torch.Tensor]:
+        """The stored mean of 1/φ'' of parameter `p` (for tests and diagnostics)."""
+        return metric_mean(self._plans, p)
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
@@ -197,54 +206,27 @@ class MirrorDescent(Optimizer):
         grad_scale: Optional[torch.Tensor],
         found_inf: Optional[torch.Tensor],
     ) -> None:
-        buckets: dict[tuple[torch.device, torch.dtype], list[torch.Tensor]] = {}
-        for p in group["params"]:
-            if p.grad is not None:
-                buckets.setdefault((p.device, p.dtype), []).append(p)
-        if not buckets:
-            return
+        grads = [p.grad for p in group["params"]]
         has_momentum = group["momentum"] != 0
         normalize = group["normalize"]
+        plan = self._plans.get(id(group))
+        if plan is None or not plan.matches(group, self.state, grads, has_momentum, normalize):
+            old_means = plan.cached_means() if plan is not None else {}
+            plan = build_plan(group, self.state, grads, has_momentum, normalize, old_means)
+            self._plans[id(group)] = plan
         lr = group["lr"]
-        for (device, _), params in buckets.items():
-            grads = [p.grad for p in params]
-            buffers: list[torch.Tensor] = []
-            steps: list[torch.Tensor] = []
-            means: list[torch.Tensor] = []
-            valid: list[bool] = []
-            for p in params:
-                state = self.state[p] if p in self.state else {}
-                if has_momentum:
-                    buf = state.get("momentum_buffer")
-                    if buf is None:
-                        buf = torch.zeros_like(p, memory_format=torch.preserve_format)
-                    buffers.append(buf)
-                    step = state.get("step")
-                    if step is None:
-                        step = torch.zeros((), dtype=torch.float32, device=p.device)
-                    elif step.device != p.device or step.dtype != torch.float32:
-                        step = step.to(device=p.device, dtype=torch.float32)
-                    steps.append(step)
-                if normalize:
-                    cached = self._metric_means.get(p)
-                    if cached is None:
-                        means.append(torch.zeros((), dtype=torch.float64, device=p.device))
-                        valid.append(False)
-                    else:
-                        means.append(cached[0])
-                        valid.append(cached[1] == p._version)
+        for bucket in plan.buckets:
+            device = bucket.device
             lr_tensor = None
             if isinstance(lr, torch.Tensor):
                 lr_tensor = lr if lr.device == device else lr.to(device, non_blocking=True)
-            # The operator checks all of its arguments before it writes anything,
-            # so state is recorded only after it returned.
-            torch.ops.mirrorflow.mirror_descent_step_(
-                params,
-                grads,
-                buffers,
-                steps,
-                means,
-                valid,
+            _STEP(
+                bucket.params,
+                [grads[i] for i in bucket.indices],
+                bucket.buffers,
+                bucket.steps,
+                bucket.means,
+                bucket.valid_means() if normalize else [],
                 mirror=group["mirror"],
                 beta=float(group["beta"]),
                 degree=float(group["degree"]),
@@ -261,13 +243,10 @@ class MirrorDescent(Optimizer):
                 grad_scale=_on(grad_scale, device),
                 found_inf=_on(found_inf, device),
             )
-            for i, p in enumerate(params):
-                if has_momentum:
-                    state = self.state[p]
-                    state["momentum_buffer"] = buffers[i]
-                    state["step"] = steps[i]
-                if normalize:
-                    self._metric_means[p] = (means[i], p._version)
+            bucket.after_step()
+        # The operator checks all of its arguments before it writes anything, so
+        # new state is recorded only once it has returned.
+        plan.record(self.state)
 
 
 def _on(t: Optional[torch.Tensor], device: torch.device) -> Optional[torch.Tensor]:

@@ -354,3 +354,24 @@ def test_grad_scaler_skipping_the_first_step_initialises_momentum_later():
     ref.step()
     assert torch.equal(p, q)
     assert torch.equal(opt.state[p]["momentum_buffer"], g)  # b ← g on the first real step
+
+
+def test_grad_scaler_skipping_the_first_normalized_step_leaves_a_valid_mean():
+    """The skipped step still computes the stale mean (of the unchanged
+    parameters), which the optimizer then keeps as valid."""
+    torch.manual_seed(0)
+    p = torch.randn(10, requires_grad=True)
+    q = p.detach().clone().requires_grad_()
+    kwargs = dict(lr=0.1, mirror="hyperbolic", beta=0.1, normalize=True)
+    opt = mirrorflow.MirrorDescent([p], **kwargs)
+    ref = mirrorflow.MirrorDescent([q], **kwargs)
+    p.grad = torch.full((10,), float("inf"))
+    opt.found_inf = torch.ones((), dtype=torch.float32)
+    opt.grad_scale = torch.ones((), dtype=torch.float32)
+    opt.step()  # skipped
+    del opt.found_inf, opt.grad_scale
+    g = torch.randn(10)
+    p.grad, q.grad = g.clone(), g.clone()
+    opt.step()
+    ref.step()
+    assert torch.equal(p, q)

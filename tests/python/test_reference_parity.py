@@ -67,12 +67,14 @@ CASES = [
 ]
 
 
-def make_params(dtype: torch.dtype, seed: int = 0) -> tuple[list[torch.Tensor], torch.Tensor]:
+def make_params(
+    dtype: torch.dtype, seed: int = 0, device: str = "cpu"
+) -> tuple[list[torch.Tensor], torch.Tensor]:
     """Tensors of every shape class; returns them and the base of the strided view."""
     gen = torch.Generator().manual_seed(seed)
 
     def rnd(*shape, scale=0.5):
-        return (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(dtype)
+        return (torch.randn(shape, generator=gen, dtype=torch.float64) * scale).to(device, dtype)
 
     base = rnd(10, 9)
     params = [
@@ -113,10 +115,19 @@ def _power_dual_slack(
 
 @pytest.mark.parametrize("map_name,update,normalize,scaling,option,dtype_name", CASES)
 def test_matches_float64_reference(map_name, update, normalize, scaling, option, dtype_name):
+    check_against_reference(map_name, update, normalize, scaling, option, dtype_name, "cpu")
+
+
+def check_against_reference(
+    map_name: str, update: str, normalize: bool, scaling: str, option: str, dtype_name: str,
+    device: str,
+) -> None:
+    """Three steps of MirrorDescent on `device`, each against the float64
+    reference (on the CPU) from the optimizer's own state."""
     dtype = DTYPES[dtype_name]
     opts = Options(lr=0.05, update=update, normalize=normalize, beta_scaling=scaling,
                    **MAPS[map_name], **OPTIONS[option])
-    params, base = make_params(dtype)
+    params, base = make_params(dtype, device=device)
     base_before = base.clone()
     view_mask = torch.ones_like(base, dtype=torch.bool)
     view_mask[1:8, ::2] = False
@@ -124,19 +135,20 @@ def test_matches_float64_reference(map_name, update, normalize, scaling, option,
     gen = torch.Generator().manual_seed(1)
     for step in range(3):
         for p in params:
-            p.grad = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(dtype)
-        before = [p.detach().double().clone() for p in params]
+            p.grad = torch.randn(p.shape, generator=gen, dtype=torch.float64).to(device, dtype)
+        before = [p.detach().to("cpu", torch.float64, copy=True) for p in params]
+        grads = [p.grad.cpu() for p in params]
         expected, expected_bufs, effective, prev_bufs = [], [], [], []
-        for p, b in zip(params, before):
+        for p, b, g in zip(params, before, grads):
             buf = opt.state[p].get("momentum_buffer") if p in opt.state else None
-            prev_bufs.append(None if buf is None else buf.double().clone())
-            st = TensorState(None if buf is None else buf.double().clone())
-            expected.append(reference_step(b, p.grad, st, opts))
+            prev_bufs.append(None if buf is None else buf.to("cpu", torch.float64, copy=True))
+            st = TensorState(None if buf is None else buf.to("cpu", torch.float64, copy=True))
+            expected.append(reference_step(b, g, st, opts))
             expected_bufs.append(st.momentum_buffer)
-            effective.append(_effective_gradient(b, p.grad, st, opts))
+            effective.append(_effective_gradient(b, g, st, opts))
         opt.step()
-        for i, (p, b, e) in enumerate(zip(params, before, expected)):
-            got = p.detach().double()
+        for i, (p, b, e, g) in enumerate(zip(params, before, expected, grads)):
+            got = p.detach().double().cpu()
             beta_l = layer_beta(opts, tuple(b.shape))
             lr = opts.lr
             if normalize and b.numel():
@@ -144,7 +156,7 @@ def test_matches_float64_reference(map_name, update, normalize, scaling, option,
                 lr = 0.0 if mean == 0 else lr / mean
             # The effective gradient g (+ λθ, + momentum) may cancel: its rounding
             # error is relative to the size of its terms, not to its value.
-            g_terms = p.grad.double().abs() + opts.weight_decay * b.abs()
+            g_terms = g.double().abs() + opts.weight_decay * b.abs()
             if opts.momentum:
                 g_terms = g_terms + (1 + opts.momentum) * expected_bufs[i].abs()
                 if prev_bufs[i] is not None:
@@ -159,11 +171,11 @@ def test_matches_float64_reference(map_name, update, normalize, scaling, option,
                 f"tolerance there {tol.flatten()[err.argmax()].item():.3g}"
             )
             if opts.momentum:
-                bt = opt.state[p]["momentum_buffer"]
+                bt = opt.state[p]["momentum_buffer"].cpu()
                 assert bt.dtype == dtype
                 eb = expected_bufs[i]
                 # b = μb + (1−d)g may cancel: bound by the size of its terms.
-                scale = eb.abs() + p.grad.double().abs() + (opts.weight_decay * b).abs()
+                scale = eb.abs() + g.double().abs() + (opts.weight_decay * b).abs()
                 if prev_bufs[i] is not None:
                     scale = scale + prev_bufs[i].abs()
                 err_b = (bt.double() - eb).abs()

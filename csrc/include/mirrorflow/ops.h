@@ -78,8 +78,12 @@ std::string mirror_name(core::MirrorKind kind);
 std::string update_name(core::UpdateKind kind);
 std::string beta_scaling_name(core::BetaScaling kind);
 
-/// Whether this build contains the CUDA kernels, and for which architectures.
+/// Whether this build contains the CUDA kernels, and for which architectures
+/// (CMake's CUDA_ARCHITECTURES syntax, e.g. "80-real;90"; empty without them).
 bool cuda_built();
 std::string cuda_architectures();
+/// The build's MIRRORFLOW_CUDA setting ("AUTO", "ON" or "OFF"): with AUTO the
+/// kernels are built exactly when nvcc and a CUDA-enabled PyTorch were found.
+std::string cuda_option();
 
 }  // namespace mirrorflow

@@ -34,18 +34,30 @@ MF_INLINE V apply_map_function(const Map& map, MapFunction fn, V x) {
   return x;
 }
 
+/// The map object of kind K in compute type T.
+template <MirrorKind K, class T>
+MF_INLINE auto make_map(double beta, double degree) {
+  if constexpr (K == MirrorKind::Euclidean) {
+    return Euclidean<T>{};
+  } else if constexpr (K == MirrorKind::Hyperbolic) {
+    return HyperbolicEntropy<T>{static_cast<T>(beta)};
+  } else {
+    return PowerPotential<T>{static_cast<T>(degree), static_cast<T>(beta)};
+  }
+}
+
 /// Calls f(map) with the map object of `kind` in compute type T.
 template <class T, class F>
 void visit_map(MirrorKind kind, double beta, double degree, F&& f) {
   switch (kind) {
     case MirrorKind::Euclidean:
-      f(Euclidean<T>{});
+      f(make_map<MirrorKind::Euclidean, T>(beta, degree));
       return;
     case MirrorKind::Hyperbolic:
-      f(HyperbolicEntropy<T>{static_cast<T>(beta)});
+      f(make_map<MirrorKind::Hyperbolic, T>(beta, degree));
       return;
     case MirrorKind::Power:
-      f(PowerPotential<T>{static_cast<T>(degree), static_cast<T>(beta)});
+      f(make_map<MirrorKind::Power, T>(beta, degree));
       return;
   }
 }

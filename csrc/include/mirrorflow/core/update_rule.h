@@ -38,6 +38,24 @@ MF_INLINE V momentum_gradient(V g, V& buf, bool first_step, const GradientTransf
   return o.nesterov ? O::fma(buf, V(o.momentum), g) : buf;
 }
 
+/// The scalars of one tensor's step, in the compute type T.
+template <class T>
+struct ElementStep {
+  GradientTransform<T> transform;
+  T scale;             // s = −η/ν (step_scale)
+  T grad_scale;        // torch.amp.GradScaler's scale when `unscale`
+  bool first_step;     // momentum buffer not yet initialised: b ← g
+  bool unscale;
+};
+
+/// s = −η/ν, the factor of mirror_update: ν = 1, or with `normalize` the
+/// tensor's mean of the inverse metric (MATH.md §2). A tensor whose inverse
+/// metric is zero everywhere (mean 0) does not move. Computed in double.
+MF_INLINE double step_scale(double lr, double mean_inv_metric, bool normalize) {
+  if (!normalize) return -lr;
+  return mean_inv_metric == 0 ? 0.0 : -lr / mean_inv_metric;
+}
+
 /// The mirror update of one element. `s` is −η/ν where ν is 1, or the
 /// per-tensor mean of the inverse metric when normalising (MATH.md §2).
 template <UpdateKind U, class Map, class V>
@@ -47,6 +65,18 @@ MF_INLINE V mirror_update(const Map& map, V x, V g, V s) {
   } else {
     return map.dual_step(x, g, s);
   }
+}
+
+/// One element (or one SIMD vector of elements) of one step, in the order of
+/// MATH.md §2: g ← g/grad_scale when unscaling (GradScaler), the gradient
+/// transform, momentum, then the mirror update. `g` is left holding the
+/// unscaled gradient, which the caller writes back when unscaling.
+template <UpdateKind U, bool Momentum, class Map, class V, class T>
+MF_INLINE void step_element(const Map& map, V& x, V& g, V& buf, const ElementStep<T>& s) {
+  if (s.unscale) g = g / V(s.grad_scale);
+  V ge = decayed_gradient(g, x, s.transform);
+  if constexpr (Momentum) ge = momentum_gradient(ge, buf, s.first_step, s.transform);
+  x = mirror_update<U>(map, x, ge, V(s.scale));
 }
 
 }  // namespace mirrorflow::core

@@ -1,0 +1,4 @@
+// The CUDA step and stale-means kernels of the hyperbolic entropy map.
+#include "mirror_step_kernels.cuh"
+
+MIRRORFLOW_INSTANTIATE_MAP_KERNELS(mirrorflow::core::MirrorKind::Hyperbolic);

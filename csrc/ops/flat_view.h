@@ -1,0 +1,28 @@
+// The memory a kernel walks for one tensor of a step: the tensor itself when
+// its elements are dense and laid out like the parameter's, else a contiguous
+// copy written back after the step. Shared by the CPU and CUDA operators.
+#pragma once
+
+#include <ATen/core/Tensor.h>
+
+namespace mirrorflow::detail {
+
+struct FlatView {
+  at::Tensor original;
+  at::Tensor flat;
+  bool copied = false;
+};
+
+/// The parameter's own view: walked directly when non-overlapping and dense
+/// (any strides, any storage offset), else a contiguous copy.
+FlatView param_view(const at::Tensor& p);
+
+/// A tensor walked in step with `layout` (the parameter's flat view): element
+/// i of both must be the same logical element, so a tensor laid out otherwise
+/// is copied into the layout's strides.
+FlatView view_like(const at::Tensor& t, const at::Tensor& layout);
+
+/// Copies a copied view's values back into the original tensor.
+void write_back(const FlatView& v);
+
+}  // namespace mirrorflow::detail
