@@ -1,9 +1,11 @@
 #!/usr/bin/env python3
 """GPU step benchmark: mirrorflow.MirrorDescent against torch.optim.SGD.
 
-For each parameter set (VGG-16 for CIFAR-10, one tensor of 10⁸ elements, 500
-small tensors) and each method (mirrorflow: every map × update, normalize off
-and on; SGD fused=True and foreach=True), the median time of one
+The GPU-only part of the step benchmarks (the comparison with the plain-PyTorch
+step and the peak memory are bench_step.py's, with ``--device cuda``). For each
+parameter set of parameter_sets.py (VGG-16 for CIFAR-10, one tensor of 10⁸
+elements, 500 small tensors) and each method (mirrorflow: every map × update,
+normalize off and on; SGD fused=True and foreach=True), the median time of one
 ``optimizer.step()`` in float32 without momentum, timed with CUDA events over
 batches of back-to-back steps after a warm-up, and the bandwidth it achieves
 counting 12 bytes per element (read θ and g, write θ). The reference is a
@@ -22,89 +24,45 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import sys
 import time
 
 import torch
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+import parameter_sets as ps  # noqa: E402
+import step_timing  # noqa: E402
+
 BYTES_PER_ELEMENT = 12  # float32, no momentum: read θ, g; write θ
 HEADLINE = "mirrorflow hyperbolic metric normalized"  # the VGG-16 experiments' update
 
-MAPS = {"euclidean": dict(mirror="euclidean"),
-        "hyperbolic": dict(mirror="hyperbolic", beta=0.1),
-        "power": dict(mirror="power", degree=3.0, beta=0.1)}
 
-
-def vgg16_shapes() -> list[tuple[int, ...]]:
-    """VGG-16 for CIFAR-10 as in the experiments: 13 bias-free 3×3 convolutions,
-    a 64-element bias on the first, a bias-free 512→10 linear head."""
-    channels = [64, 64, 128, 128, 256, 256, 256, 512, 512, 512, 512, 512, 512]
-    shapes, c_in = [], 3
-    for c_out in channels:
-        shapes.append((c_out, c_in, 3, 3))
-        c_in = c_out
-    return shapes[:1] + [(64,)] + shapes[1:] + [(10, 512)]
-
-
-def parameter_sets(quick: bool) -> dict[str, list[tuple[int, ...]]]:
-    small = [(1000 + (37 * i) % 4000,) for i in range(500)]
-    return {"vgg16": vgg16_shapes(),
-            "1e8": [(10**7 if quick else 10**8,)],
-            "500 small": small}
-
-
-def methods() -> dict[str, callable]:
-    """Method name -> a function making the optimizer for a parameter list."""
-    import mirrorflow
-
-    def mirror_descent(kw, update, normalize):
-        return lambda p: mirrorflow.MirrorDescent(p, lr=1e-3, update=update,
-                                                  normalize=normalize, **kw)
-
-    out = {}
-    for name, kw in MAPS.items():
-        for update in ("metric", "dual"):
-            for normalize in (False, True):
-                label = f"mirrorflow {name} {update}" + (" normalized" if normalize else "")
-                out[label] = mirror_descent(kw, update, normalize)
-    out["SGD fused"] = lambda p: torch.optim.SGD(p, lr=1e-3, fused=True)
-    out["SGD foreach"] = lambda p: torch.optim.SGD(p, lr=1e-3, foreach=True)
+def methods() -> dict[str, ps.Factory]:
+    """Method name -> a function making the optimizer for a parameter list: every
+    mirrorflow step without momentum, SGD fused and foreach."""
+    out = {f"mirrorflow {c.label}": ps.mirrorflow_factory(c)
+           for c in ps.step_configs() if not c.momentum}
+    out["SGD fused"] = ps.sgd_factory("fused", momentum=False)
+    out["SGD foreach"] = ps.sgd_factory("foreach", momentum=False)
     return out
 
 
 def make_params(shapes, seed: int = 0) -> list[torch.Tensor]:
-    gen = torch.Generator(device="cuda").manual_seed(seed)
-    params = []
-    for shape in shapes:
-        p = (torch.randn(shape, device="cuda", generator=gen) * 0.1).requires_grad_()
-        p.grad = torch.randn(shape, device="cuda", generator=gen) * 0.01
-        params.append(p)
-    return params
+    return ps.make_params(shapes, "cuda", seed=seed)
 
 
 def median_ms(fn, warmup: int, reps: int, batch: int) -> float:
     """Median over `reps` batches of the time per call, from CUDA events."""
     for _ in range(warmup):
         fn()
-    torch.cuda.synchronize()
-    start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-    times = []
-    for _ in range(reps):
-        start.record()
-        for _ in range(batch):
-            fn()
-        end.record()
-        end.synchronize()
-        times.append(start.elapsed_time(end) / batch)
-    return statistics.median(times)
+    return 1e3 * step_timing.median(
+        [step_timing.sample_seconds(fn, batch, "cuda") for _ in range(reps)])
 
 
 def copy_time_ms(n_bytes: int, warmup: int, reps: int, batch: int) -> float:
     """A device-to-device copy of n_bytes (2·n_bytes of memory traffic)."""
-    src = torch.empty(n_bytes, dtype=torch.uint8, device="cuda")
-    dst = torch.empty_like(src)
-    return median_ms(lambda: dst.copy_(src), warmup, reps, batch)
+    return median_ms(step_timing.copy_step(n_bytes, "cuda"), warmup, reps, batch)
 
 
 def graph_of(step):
@@ -217,8 +175,9 @@ def acceptance(result: dict) -> dict:
                                        value("vgg16", "SGD fused", "ms")),
         "vgg16_graph_ratio": ratio(value("vgg16", HEADLINE, "graph_ms"),
                                    value("vgg16", "SGD fused", "graph_ms")),
-        "pct_copy_1e8": value("1e8", HEADLINE, "pct_copy"),
-        "pct_copy_1e8_euclidean": value("1e8", "mirrorflow euclidean metric", "pct_copy"),
+        "pct_copy_1e8": value("large", HEADLINE, "pct_copy"),
+        "pct_copy_1e8_euclidean": value("large", "mirrorflow euclidean metric",
+                                        "pct_copy"),
         "launches": f"mirrorflow {mine.get('10')} vs {mine.get('1000')}; "
                     f"SGD fused {sgd.get('10')} vs {sgd.get('1000')}",
         "launch_count_constant": bool(mine) and mine.get("10") == mine.get("1000"),
@@ -229,7 +188,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", default=os.environ.get("OUT"),
                         help="directory for bench_gpu_step.json and .md (default: $OUT)")
-    parser.add_argument("--quick", action="store_true", help="10⁷ instead of 10⁸, fewer reps")
+    parser.add_argument("--quick", action="store_true", help="tiny sets, fewer reps")
     args = parser.parse_args()
     if not torch.cuda.is_available():
         reason = "no CUDA device (torch.cuda.is_available() is False); nothing to measure"
@@ -254,8 +213,8 @@ def main() -> int:
     result = {"device": torch.cuda.get_device_name(), "torch": torch.__version__,
               "mirrorflow": mirrorflow.__version__, "command": " ".join(sys.argv),
               "rows": [], "copy": {}, "launches": {}}
-    for set_name, shapes in parameter_sets(args.quick).items():
-        n = sum(int(torch.Size(s).numel()) for s in shapes)
+    for set_name, shapes in ps.parameter_sets("cuda", args.quick).items():
+        n = ps.numel(shapes)
         copy_ms = copy_time_ms(n * BYTES_PER_ELEMENT // 2, warmup, reps, batch)
         copy_gbs = n * BYTES_PER_ELEMENT / copy_ms / 1e6
         result["copy"][set_name] = {"elements": n, "tensors": len(shapes), "ms": copy_ms,

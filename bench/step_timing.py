@@ -1,0 +1,110 @@
+"""Timing and memory measurement for the step benchmarks.
+
+Timing is round-robin: every round times each method once (a sample of one or
+more back-to-back calls), with the order rotated from round to round, so that
+a change in the machine's load touches all methods alike; the result is the
+median per call over rounds. On the CPU a sample is timed with
+``time.perf_counter``; on CUDA with events, after a synchronisation.
+
+Peak extra memory of a call is the highest net amount of tensor memory
+allocated during it, above what was allocated before: on CUDA from the caching
+allocator's peak statistics; on the CPU from the allocation and free events
+of ``torch.profiler`` (``profile_memory=True``), added up in time order. Both
+see tensor memory only (not small host-side bookkeeping such as C++ vectors).
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+import warnings
+from collections.abc import Callable
+from typing import Optional
+
+import torch
+
+
+def synchronize(device: str) -> None:
+    if device == "cuda":
+        torch.cuda.synchronize()
+
+
+def sample_seconds(fn: Callable[[], object], calls: int, device: str) -> float:
+    """Seconds per call over `calls` back-to-back calls."""
+    if device == "cuda":
+        start = torch.cuda.Event(enable_timing=True)
+        end = torch.cuda.Event(enable_timing=True)
+        torch.cuda.synchronize()
+        start.record()
+        for _ in range(calls):
+            fn()
+        end.record()
+        end.synchronize()
+        return start.elapsed_time(end) / 1e3 / calls
+    t0 = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    return (time.perf_counter() - t0) / calls
+
+
+def calls_per_sample(fn: Callable[[], object], device: str, min_sample_s: float,
+                     max_calls: int = 1000) -> int:
+    """Warms `fn` up (one call), times one call and picks how many calls make a
+    sample of at least `min_sample_s`, so that timer noise does not dominate
+    short steps."""
+    fn()
+    once = sample_seconds(fn, 1, device)
+    return max(1, min(max_calls, int(min_sample_s / max(once, 1e-9)) + 1))
+
+
+def round_robin(fns: dict[str, Callable[[], object]], rounds: int, device: str,
+                min_sample_s: float) -> dict[str, list[float]]:
+    """Per-call seconds of each function, one sample per round, interleaved."""
+    calls = {name: calls_per_sample(fn, device, min_sample_s) for name, fn in fns.items()}
+    names = list(fns)
+    samples: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(rounds):
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            samples[name].append(sample_seconds(fns[name], calls[name], device))
+    return samples
+
+
+def median(samples: list[float]) -> float:
+    return statistics.median(samples)
+
+
+def peak_extra_bytes(fn: Callable[[], object], device: str) -> Optional[int]:
+    """Peak tensor memory allocated during one call of `fn` beyond what existed
+    before it (None where it cannot be measured)."""
+    synchronize(device)
+    if device == "cuda":
+        before = torch.cuda.memory_allocated()
+        torch.cuda.reset_peak_memory_stats()
+        fn()
+        torch.cuda.synchronize()
+        return max(0, torch.cuda.max_memory_allocated() - before)
+    try:
+        from torch.profiler import ProfilerActivity, profile
+
+        with warnings.catch_warnings():  # "clears events at the end of each cycle"
+            warnings.simplefilter("ignore", UserWarning)
+            with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+                fn()
+        events = [e for e in prof.profiler.kineto_results.events() if e.name() == "[memory]"
+                  and e.device_type() == torch.autograd.DeviceType.CPU]
+    except (AttributeError, RuntimeError):  # profiler internals differ in this PyTorch
+        return None
+    net = peak = 0
+    for e in sorted(events, key=lambda e: e.start_ns()):
+        net += e.nbytes()
+        peak = max(peak, net)
+    return peak
+
+
+def copy_step(n_bytes: int, device: str) -> Callable[[], object]:
+    """A copy of `n_bytes` into another buffer: 2·`n_bytes` of memory traffic,
+    the bandwidth reference of a step that moves as many bytes."""
+    src = torch.empty(n_bytes, dtype=torch.uint8, device=device).fill_(1)
+    dst = torch.empty_like(src)
+    return lambda: dst.copy_(src)

@@ -1,0 +1,135 @@
+"""The step benchmark compares equal work and runs end to end.
+
+The plain-PyTorch step of bench/plain_mirror_step.py must compute what
+MirrorDescent computes, to rounding, for every map × update × normalize (and
+with momentum), over several steps; the memory measurement must see a known
+allocation; ``bench_step.py --quick`` must write its rows, JSON and markdown,
+and resume without redoing rows. Nothing here asserts a timing.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import sys
+
+import pytest
+import torch
+
+import mirrorflow
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
+
+import bench_step  # noqa: E402
+import parameter_sets as ps  # noqa: E402
+import step_timing  # noqa: E402
+from plain_mirror_step import PlainMirrorDescent, power_grad_conj  # noqa: E402
+
+SHAPES = [(6, 5), (33,), (4, 3, 3, 3), (20000,)]
+CONFIGS = [ps.StepConfig(m, u, n, mom) for m, u, n, mom in
+           itertools.product(ps.MAPS, ps.UPDATES, (False, True), (False, True))
+           if not mom or (u == "dual" and n)]
+
+
+def _params(dtype: torch.dtype, seed: int) -> list[torch.Tensor]:
+    gen = torch.Generator().manual_seed(seed)
+    return [(torch.randn(s, generator=gen, dtype=torch.float64) * 0.5).to(dtype)
+            for s in SHAPES]
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+@pytest.mark.parametrize("config", CONFIGS, ids=lambda c: c.label.replace(" ", "-"))
+def test_plain_step_equals_mirrorflow(config, dtype):
+    ours = [p.clone() for p in _params(dtype, 0)]
+    plain = [p.clone() for p in ours]
+    kwargs = dict(config.options(), lr=0.05)
+    opt = mirrorflow.MirrorDescent(ours, **kwargs)
+    plain_opt = PlainMirrorDescent(plain, **kwargs)
+    gen = torch.Generator().manual_seed(1)
+    eps = torch.finfo(dtype).eps
+    for _ in range(3):
+        before = [p.clone() for p in ours]
+        for a, b in zip(ours, plain):
+            g = torch.randn(a.shape, generator=gen, dtype=torch.float64).to(dtype)
+            a.grad, b.grad = g.clone(), g.clone()
+        opt.step()
+        plain_opt.step()
+        for a, b, old in zip(ours, plain, before):
+            scale = old.abs().max().item()
+            moved = (a - old).abs().max().item()
+            assert moved > 1e4 * eps * scale  # the step is far above the tolerance
+            err = (a - b).abs().max().item()
+            assert err <= 16 * eps * scale, (config.label, tuple(a.shape), err, moved)
+        for a, b in zip(ours, plain):  # both continue from the same point
+            b.copy_(a)
+
+
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float32], ids=str)
+def test_power_grad_conj_inverts_the_gradient(dtype):
+    beta, degree = 0.1, 3.0
+    u = torch.linspace(-2, 2, 4001, dtype=dtype)
+    y = u * (u * u + beta * beta) ** (degree / 2 - 1)
+    start = (u * 1.3 + 0.01).abs()  # a warm start off the root
+    got = power_grad_conj(y, start, beta, degree)
+    eps = torch.finfo(dtype).eps
+    assert torch.all((got - u).abs() <= 8 * eps * u.abs().clamp(min=beta))
+    assert torch.equal(power_grad_conj(torch.zeros(3, dtype=dtype), start[:3], beta, degree),
+                       torch.zeros(3, dtype=dtype))
+
+
+def test_peak_extra_bytes_sees_a_known_allocation():
+    n = 1 << 20
+
+    def step():
+        t = torch.ones(n, dtype=torch.uint8)  # 1 MiB, freed on return
+        return int(t[0])
+
+    peak = step_timing.peak_extra_bytes(step, "cpu")
+    assert n <= peak < n + 4096
+    x = torch.zeros(n)
+    assert step_timing.peak_extra_bytes(lambda: x.add_(1), "cpu") < 4096
+
+
+def test_quick_run_writes_rows_json_markdown_and_resumes(tmp_path):
+    # One thread: a parallel region on a busy machine can wait a time slice for its
+    # second thread, which would make this test slow but not more thorough.
+    args = ["--device", "cpu", "--quick", "--rounds", "1", "--min-sample-ms", "0",
+            "--threads", "1", "--out", str(tmp_path)]
+    threads = torch.get_num_threads()
+    try:
+        assert bench_step.main(args) == 0
+    finally:
+        torch.set_num_threads(threads)
+    stem = tmp_path / "bench_step_cpu"
+    result = json.loads(stem.with_suffix(".json").read_text())
+    configs = ps.step_configs()
+    sets = ps.parameter_sets("cpu", quick=True)
+    rows = result["rows"]
+    assert {(r["set"], r["config"]) for r in rows} == {(s, c.label) for s in sets
+                                                       for c in configs}
+    for r in rows:
+        ms = r["ms"]
+        assert set(ms) >= {"mirrorflow", "plain", "sgd_foreach", "sgd_fused", "copy"}
+        assert all(v > 0 for v in ms.values())
+        assert r["x_sgd_foreach"] == pytest.approx(ms["mirrorflow"] / ms["sgd_foreach"])
+        assert r["plain_speedup"] == pytest.approx(ms["plain"] / ms["mirrorflow"])
+        moved = r["elements"] * (20 if r["momentum"] else 12)
+        assert r["gbs"] == pytest.approx(moved / ms["mirrorflow"] / 1e6)
+        # No allocation proportional to the model: far less than the largest tensor.
+        largest = max(torch.Size(s).numel() for s in sets[r["set"]])
+        assert r["peak_extra_bytes"]["mirrorflow"] < largest
+        if r["map"] != "euclidean":  # the plain step allocates temporaries
+            assert r["peak_extra_bytes"]["plain"] >= 4 * largest
+    text = stem.with_suffix(".md").read_text()
+    for r in rows:
+        assert f"| {r['config']} | {r['ms']['mirrorflow']:.3f} |" in text
+    assert "Targets:" in text
+    lines = (tmp_path / "bench_step_cpu.rows.jsonl").read_text().splitlines()
+    assert len(lines) == len(rows)
+    try:
+        assert bench_step.main(args + ["--resume"]) == 0  # nothing left to do
+    finally:
+        torch.set_num_threads(threads)
+    assert (tmp_path / "bench_step_cpu.rows.jsonl").read_text().splitlines() == lines
+    assert len(json.loads(stem.with_suffix(".json").read_text())["rows"]) == len(rows)
