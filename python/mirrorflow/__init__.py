@@ -15,6 +15,7 @@ import torch as _torch  # noqa: F401  (loads libtorch before the extension)
 from . import _C  # registers the operators with the dispatcher
 from .maps import MAPS, map_eval
 from .optim import MirrorDescent
+from .time_rescaling import TimeRescaling
 
 __version__: str = _C.__version__
 
@@ -51,6 +52,7 @@ def build_info() -> dict:
 __all__ = [
     "MAPS",
     "MirrorDescent",
+    "TimeRescaling",
     "build_info",
     "cmake_prefix_path",
     "cuda_architectures",
