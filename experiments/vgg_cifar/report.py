@@ -242,8 +242,14 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--log-scale", action="store_true", help="log-spaced histogram bins")
     parser.add_argument("--eval-limit", type=int, default=None,
                         help="validation images used for the pruning curves (default: all)")
+    parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
-    report(args.root, args.out or args.root / "report", args.log_scale, args.eval_limit)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    try:
+        report(args.root, args.out or args.root / "report", args.log_scale, args.eval_limit)
+    except ValueError as e:
+        sys.exit(f"report.py: error: {e}")
 
 
 if __name__ == "__main__":

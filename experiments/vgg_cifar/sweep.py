@@ -132,7 +132,10 @@ def main(argv: Optional[list[str]] = None) -> int:
         spec = json.loads(args.config.read_text())
     except (OSError, json.JSONDecodeError) as e:
         parser.error(f"cannot read the sweep config {args.config}: {e}")
-    configs = grid(spec)
+    try:
+        configs = grid(spec)
+    except ValueError as e:
+        parser.error(f"{args.config}: {e}")
     out = args.out or Path(spec.get("out", "runs/vgg"))
     options = [str(o) for o in spec.get("train_options", [])]
     pending = [c for c in configs if not is_done(out / c.run_name())]

@@ -200,10 +200,12 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
 
 def main(argv: Optional[list[str]] = None) -> None:
     args = parse_args(argv)
-    config = config_from_args(args)
-    run_dir = Path(args.out) / (args.name or config.run_name())
     try:
+        config = config_from_args(args)
+        run_dir = Path(args.out) / (args.name or config.run_name())
         train(config, run_dir, args.device, args.threads, args.deterministic, not args.no_progress)
+    except ValueError as e:  # bad options or data files (DatasetError): the message says it all
+        sys.exit(f"train.py: error: {e}")
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
