@@ -35,7 +35,8 @@ def _neuron_panel(ax, w: torch.Tensor, out: torch.Tensor, problem: Problem, titl
     strength = diagnostics.neuron_strength(w, out)
     radius = strength / strength.max()
     direction = w / w.norm(dim=1, keepdim=True).clamp_min(1e-300)
-    sign = out.sign() if out.dim() == 1 else torch.ones(out.shape[1], dtype=DTYPE)
+    # a neuron of a deeper network feeds several units: no single sign to colour it by
+    sign = out.sign() if out.dim() == 1 else torch.zeros(out.shape[1], dtype=DTYPE)
     t = torch.linspace(0, 2 * math.pi, 200)
     ax.plot(t.cos(), t.sin(), color="0.8", lw=0.8)
     ax.plot(threshold * t.cos(), threshold * t.sin(), color="0.6", lw=0.6, ls=":")
@@ -43,8 +44,9 @@ def _neuron_panel(ax, w: torch.Tensor, out: torch.Tensor, problem: Problem, titl
                c=["tab:orange" if v > 0 else "tab:purple" for v in problem.y], alpha=0.6)
     for j in range(w.shape[0]):
         px, py = (direction[j] * radius[j]).tolist()
-        ax.plot([0, px], [0, py], color="tab:red" if sign[j] > 0 else "tab:blue", lw=1.2, alpha=0.8)
-        ax.scatter([px], [py], s=10, color="tab:red" if sign[j] > 0 else "tab:blue")
+        color = "tab:red" if sign[j] > 0 else "tab:blue" if sign[j] < 0 else "0.25"
+        ax.plot([0, px], [0, py], color=color, lw=1.2, alpha=0.8)
+        ax.scatter([px], [py], s=10, color=color)
     active = int((strength > threshold * strength.max()).sum())
     ax.set_title(f"{title}\n{active} of {w.shape[0]} active", fontsize=9)
     ax.set_aspect("equal")
@@ -55,8 +57,9 @@ def _neuron_panel(ax, w: torch.Tensor, out: torch.Tensor, problem: Problem, titl
 
 
 def plot_neurons(records: list[dict[str, Any]], path: Path) -> Path:
-    """First-layer neurons wⱼ/‖wⱼ‖ scaled by their strength (relative to the largest) in the input
-    plane, teacher first; red: positive output weight (two layers), blue: negative; dotted: τ."""
+    """First-layer neurons: direction wⱼ/‖wⱼ‖, length their strength relative to the largest
+    (:func:`mirrorflow.diagnostics.neuron_strength`), teacher first; red: positive output weight
+    (two layers), blue: negative; dotted circle: the threshold τ of the active count."""
     runs = _first_seed(records)
     first = next(iter(runs.values()))
     problem = _problem_of(first)
@@ -66,8 +69,10 @@ def plot_neurons(records: list[dict[str, Any]], path: Path) -> Path:
     for ax, (label, r) in zip(axes[1:], runs.items()):
         p = _params(r)
         _neuron_panel(ax, p[0], p[1], problem, label, tau)
-    fig.suptitle(f"student neurons in the input plane (seed {first['config']['seed']}; "
-                 "points: inputs, orange +1, purple −1)", fontsize=9)
+    colour = ("red: aⱼ > 0, blue: aⱼ < 0" if first["config"]["depth"] == 2
+              else "length ∝ ‖wⱼ‖·‖V[:, j]‖")
+    fig.suptitle(f"first-layer neurons in the input plane, seed {first['config']['seed']} ({colour}; "
+                 "inputs: orange +1, purple −1)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
     plt.close(fig)

@@ -36,7 +36,7 @@ class RunConfig:
     steps: int = 4000
     loss: str = "exponential"
     epsilon: float = 1e-2  # time rescaling: switch when the loss is below ε (MATH.md §4)
-    c_max: float = 1e3  # time rescaling: at most c_max·η
+    c_max: float = 1e4  # time rescaling: at most c_max·η
     update: str = "dual"
     threshold: float = 0.05  # τ of the active-neuron count
     records: int = 60
