@@ -65,20 +65,25 @@ def beta_table(records: list[dict[str, Any]]) -> str:
     for r in records:
         groups[(map_label(r["config"]), r["config"]["beta"])].append(r)
     lines = [
-        "| map | β | own γ_L (final) | active neurons (final) | time to the sparse/dense state (median) |",
+        "| map | β | own γ_L (final) | active neurons (final) "
+        "| time to the sparse/dense state (median) |",
         "|---|---|---|---|---|",
     ]
     for (label, beta), rs in sorted(groups.items()):
         times = sorted(t for t in map(first_time, rs) if t is not None)
-        reached = f"{times[len(times) // 2]:.3g} ({len(times)}/{len(rs)} seeds)" if times else f"not reached (0/{len(rs)})"
+        reached = (
+            f"{times[len(times) // 2]:.3g} ({len(times)}/{len(rs)} seeds)"
+            if times else f"not reached (0/{len(rs)})"
+        )
         lines.append(
             f"| {label} | {beta:g} | {_stats([r['final'][_own(r)] for r in rs])} | "
             f"{_stats([float(r['final']['active'][0]) for r in rs])} | {reached} |"
         )
     c, ts = records[0]["config"], records[0]["time_rescaling"]
-    lines += ["", f"{c['depth']} layers, m = {c['width']}, teacher {records[0]['teacher_neurons']} neurons, "
-              f"{c['steps']} steps, time rescaling ε = {ts['epsilon']:g}, c_max = {ts['c_max']:g}, "
-              f"τ = {c['threshold']:g}; sparse: ≤ teacher + 1 active, dense: ≥ 90 % of m active."]
+    lines += ["", f"{c['depth']} layers, m = {c['width']}, teacher {records[0]['teacher_neurons']} "
+              f"neurons, {c['steps']} steps, time rescaling ε = {ts['epsilon']:g}, "
+              f"c_max = {ts['c_max']:g}, τ = {c['threshold']:g}; sparse: ≤ teacher + 1 active, "
+              "dense: ≥ 90 % of m active."]
     return "\n".join(lines) + "\n"
 
 
@@ -118,12 +123,15 @@ def plot_final(records: list[dict[str, Any]], maps: list[str], path: Path) -> Pa
     for mirror in maps:
         rs = [r for r in records if r["config"]["mirror"] == mirror]
         betas = sorted({r["config"]["beta"] for r in rs})
-        base = {r["config"]["seed"]: r["final"][_own(r)] for r in rs if r["config"]["beta"] == betas[0]}
+        base = {
+            r["config"]["seed"]: r["final"][_own(r)] for r in rs if r["config"]["beta"] == betas[0]
+        }
         name = map_label(rs[0]["config"])
         values = (lambda r: r["final"]["active"][0],
                   lambda r: r["final"][_own(r)] / base[r["config"]["seed"]])
         for ax, value in zip(axes, values):
-            v = [torch.tensor([float(value(r)) for r in rs if r["config"]["beta"] == b]) for b in betas]
+            v = [torch.tensor([float(value(r)) for r in rs if r["config"]["beta"] == b])
+                 for b in betas]
             ax.errorbar(betas, [float(x.mean()) for x in v],
                         yerr=[float(x.std()) if len(x) > 1 else 0.0 for x in v],
                         marker="o", capsize=3, label=name)
@@ -141,7 +149,9 @@ def plot_final(records: list[dict[str, Any]], maps: list[str], path: Path) -> Pa
 
 
 def main(argv: Optional[list[str]] = None) -> list[Path]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     add_arguments(parser)
     parser.set_defaults(seeds=3)
     parser.add_argument("--maps", nargs="+", choices=("hyperbolic", "power"),
@@ -149,8 +159,10 @@ def main(argv: Optional[list[str]] = None) -> list[Path]:
     parser.add_argument("--betas", nargs="+", type=float, default=[0.01, 0.1, 1.0, 10.0])
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    out = args.out or Path("results/student_teacher") / f"beta_sweep_{['two', 'three'][args.depth - 2]}_layer"
-    configs = [config_for(args, m, b, s) for m in args.maps for b in args.betas for s in range(args.seeds)]
+    name = f"beta_sweep_{['two', 'three'][args.depth - 2]}_layer"
+    out = args.out or Path("results/student_teacher") / name
+    configs = [config_for(args, m, b, s)
+               for m in args.maps for b in args.betas for s in range(args.seeds)]
     records = run_all(configs, out, desc="β sweep")
     table = beta_table(records)
     (out / "beta_table.md").write_text(table)

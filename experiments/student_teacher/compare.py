@@ -71,15 +71,17 @@ def config_for(args: argparse.Namespace, mirror: str, beta: float, seed: int) ->
     return RunConfig(
         mirror=mirror, beta=beta, degree=args.degree, samples=args.samples,
         teacher_neurons=args.teacher_neurons, gap=args.gap, depth=args.depth,
-        width=args.width or defaults["width"], init_scale=args.init_scale, lr=lr,
-        steps=args.steps or defaults["steps"], loss=args.loss, epsilon=args.epsilon,
+        width=defaults["width"] if args.width is None else args.width, init_scale=args.init_scale, lr=lr,
+        steps=defaults["steps"] if args.steps is None else args.steps, loss=args.loss, epsilon=args.epsilon,
         c_max=args.c_max, update=args.update, threshold=args.threshold, records=args.records,
         seed=seed,
     )
 
 
 def main(argv: Optional[list[str]] = None) -> list[Path]:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     add_arguments(parser)
     parser.add_argument("--maps", nargs="+", choices=MAPS, default=list(MAPS))
     parser.add_argument("--beta", nargs="+", metavar="MAP=BETA", help="β per map (default 0.01)")

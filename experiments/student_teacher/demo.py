@@ -20,7 +20,9 @@ from student_teacher import compare  # noqa: E402
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
     parser.add_argument("--out", default="results/student_teacher/two_layer")
     args = parser.parse_args()
     start = time.perf_counter()

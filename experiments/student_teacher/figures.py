@@ -71,7 +71,8 @@ def plot_neurons(records: list[dict[str, Any]], path: Path) -> Path:
         _neuron_panel(ax, p[0], p[1], problem, label, tau)
     colour = ("red: aⱼ > 0, blue: aⱼ < 0" if first["config"]["depth"] == 2
               else "length ∝ ‖wⱼ‖·‖V[:, j]‖")
-    fig.suptitle(f"first-layer neurons in the input plane, seed {first['config']['seed']} ({colour}; "
+    seed = first["config"]["seed"]
+    fig.suptitle(f"first-layer neurons in the input plane, seed {seed} ({colour}; "
                  "inputs: orange +1, purple −1)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

@@ -44,13 +44,16 @@ def write_summary_csv(path: Path, records: list[dict[str, Any]]) -> None:
     tmp = path.with_suffix(".csv.tmp")
     with tmp.open("w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(config_columns + ["epsilon", "c_max", "teacher_neurons"] + list(FINAL_COLUMNS))
+        writer.writerow(
+            config_columns + ["epsilon", "c_max", "teacher_neurons"] + list(FINAL_COLUMNS)
+        )
         for r in records:
-            final = r["final"]
+            final, ts = r["final"], r["time_rescaling"]
             writer.writerow(
                 [r["config"][c] for c in config_columns]
-                + [r["time_rescaling"]["epsilon"], r["time_rescaling"]["c_max"], r["teacher_neurons"]]
-                + ["/".join(map(str, final[c])) if c == "active" else final[c] for c in FINAL_COLUMNS]
+                + [ts["epsilon"], ts["c_max"], r["teacher_neurons"]]
+                + ["/".join(map(str, final[c])) if c == "active" else final[c]
+                   for c in FINAL_COLUMNS]
             )
     os.replace(tmp, path)
 
@@ -67,7 +70,8 @@ def run_all(configs: list[RunConfig], out: Path, desc: str) -> list[dict[str, An
     runs_dir.mkdir(parents=True, exist_ok=True)
     pending = [c for c in configs if not (runs_dir / f"{c.key()}.json").exists()]
     if len(pending) < len(configs):
-        print(f"{desc}: {len(configs) - len(pending)} of {len(configs)} runs already in {runs_dir}, skipped")
+        done = len(configs) - len(pending)
+        print(f"{desc}: {done} of {len(configs)} runs already in {runs_dir}, skipped")
     problems: dict[RunConfig, Problem] = {}
     records: list[dict[str, Any]] = []
     with tqdm(total=sum(c.steps for c in pending), desc=desc, unit="step", smoothing=0.05) as bar:

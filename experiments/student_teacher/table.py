@@ -54,7 +54,8 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
     wins = own_degree_wins(records)
     exps = {}
     for L in DEGREES:
-        top = max(abs(_mean_std([r["final"][f"gamma{L}"] for r in rs])[0]) for rs in groups.values())
+        top = max(abs(_mean_std([r["final"][f"gamma{L}"] for r in rs])[0])
+                  for rs in groups.values())
         exps[L] = math.floor(math.log10(top)) if top > 0 else 0
     depth = records[0]["config"]["depth"]
     layers = " / ".join(f"layer {i + 1}" for i in range(depth - 1))
@@ -62,7 +63,8 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
     header += [f"active neurons ({layers})" if depth > 2 else "active neurons", "own-L γ largest"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for label, rs in groups.items():
-        cells = [label, f"{rs[0]['config']['beta']:g}" if rs[0]["config"]["mirror"] != "euclidean" else "–"]
+        euclidean = rs[0]["config"]["mirror"] == "euclidean"
+        cells = [label, "–" if euclidean else f"{rs[0]['config']['beta']:g}"]
         for L in DEGREES:
             mean, std = _mean_std([r["final"][f"gamma{L}"] for r in rs])
             cells.append(f"{mean / 10 ** exps[L]:.3g} ± {std / 10 ** exps[L]:.2g}")
@@ -79,10 +81,11 @@ def markdown_table(records: list[dict[str, Any]]) -> str:
     lrs = ", ".join(f"{label} {rs[0]['config']['lr']:g}" for label, rs in groups.items())
     lines.append("")
     lines.append(
-        f"{len(groups[next(iter(groups))])} seeds (data, teacher with {c['teacher_neurons']} neurons and "
-        f"initialisation per seed); {depth} layers, width m = {c['width']}, n = {c['samples']} inputs, "
-        f"{c['loss']} loss, update \"{c['update']}\", {c['steps']} steps, η: {lrs} "
-        f"(optimizer lr m·η); init scale {c['init_scale']:g}; time rescaling ε = {ts['epsilon']:g}, "
-        f"c_max = {ts['c_max']:g}; active: strength > τ·max, τ = {c['threshold']:g}."
+        f"{len(groups[next(iter(groups))])} seeds (data, teacher with {c['teacher_neurons']} "
+        f"neurons and initialisation per seed); {depth} layers, width m = {c['width']}, "
+        f"n = {c['samples']} inputs, {c['loss']} loss, update \"{c['update']}\", "
+        f"{c['steps']} steps, η: {lrs} (optimizer lr m·η); init scale {c['init_scale']:g}; "
+        f"time rescaling ε = {ts['epsilon']:g}, c_max = {ts['c_max']:g}; "
+        f"active: strength > τ·max, τ = {c['threshold']:g}."
     )
     return "\n".join(lines) + "\n"

@@ -19,6 +19,12 @@ from .problem import Problem, init_student, make_problem, network
 DEGREES = (1.0, 2.0, 3.0)  # the margins γ₁, γ₂, γ₃ tracked in every run
 
 
+LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "exponential": lambda q: torch.exp(-q).mean(),
+    "logistic": lambda q: torch.nn.functional.softplus(-q).mean(),
+}
+
+
 @dataclass(frozen=True)
 class RunConfig:
     """Everything that defines one run (its JSON record repeats it)."""
@@ -42,6 +48,23 @@ class RunConfig:
     records: int = 60
     seed: int = 0  # of the data, the teacher and the student's initialisation
 
+    def __post_init__(self) -> None:
+        horizon_degree(self.mirror, self.degree)  # ValueError for an unknown map
+        rules = [
+            ("depth", self.depth in (2, 3), "2 or 3"),
+            ("width", self.width >= 1, ">= 1"),
+            ("steps", self.steps >= 1, ">= 1"),
+            ("records", self.records >= 2, ">= 2"),
+            ("lr", self.lr > 0, "> 0"),
+            ("init_scale", self.init_scale > 0, "> 0"),
+            ("loss", self.loss in LOSSES, f"one of {sorted(LOSSES)}"),
+            ("update", self.update in ("dual", "metric"), "'dual' or 'metric'"),
+            ("threshold", 0 <= self.threshold < 1, "in [0, 1)"),
+        ]
+        for name, ok, rule in rules:
+            if not ok:
+                raise ValueError(f"RunConfig: {name} must be {rule}, got {getattr(self, name)!r}")
+
     def key(self) -> str:
         """A file-name-safe identifier: the main settings and a hash of all of them."""
         digest = hashlib.sha1(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()[:8]
@@ -57,12 +80,6 @@ class RunConfig:
     @property
     def own_degree(self) -> float:
         return horizon_degree(self.mirror, self.degree)
-
-
-LOSSES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
-    "exponential": lambda q: torch.exp(-q).mean(),
-    "logistic": lambda q: torch.nn.functional.softplus(-q).mean(),
-}
 
 
 def neuron_layers(params: list[torch.Tensor]) -> list[tuple[torch.Tensor, torch.Tensor]]:
@@ -98,7 +115,8 @@ def measure(problem: Problem, params: list[torch.Tensor], config: RunConfig) -> 
 def _record_steps(steps: int, records: int) -> list[int]:
     """Roughly log-spaced steps (the late phase is slow; time rescaling makes it reachable)."""
     grid = {0, steps}
-    grid.update(int(round(math.exp(t))) for t in torch.linspace(0, math.log(steps), records).tolist())
+    logs = torch.linspace(0, math.log(steps), records).tolist()
+    grid.update(int(round(math.exp(t))) for t in logs)
     return sorted(s for s in grid if 0 <= s <= steps)
 
 

@@ -160,7 +160,9 @@ def horizon_margin(
     if not (isinstance(degree, (int, float)) and math.isfinite(degree) and degree > 0):
         raise ValueError(f"horizon_margin: degree must be a finite number > 0, got {degree!r}")
     if isinstance(homogeneity, bool) or not isinstance(homogeneity, int) or homogeneity < 1:
-        raise ValueError(f"horizon_margin: homogeneity must be an integer >= 1, got {homogeneity!r}")
+        raise ValueError(
+            f"horizon_margin: homogeneity must be an integer >= 1, got {homogeneity!r}"
+        )
     if len(params) == 0:
         raise ValueError("horizon_margin: params must not be empty")
     if soft:

@@ -50,7 +50,8 @@ class TimeRescaling:
     def __init__(self, optimizer: Optimizer, epsilon: float, c_max: float) -> None:
         if not isinstance(optimizer, Optimizer):
             raise ValueError(
-                f"TimeRescaling: optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}"
+                "TimeRescaling: optimizer must be a torch.optim.Optimizer, got "
+                f"{type(optimizer).__name__}"
             )
         self.epsilon = _positive("epsilon", epsilon, 0.0, strict=True)
         self.c_max = _positive("c_max", c_max, 1.0, strict=False)
@@ -70,7 +71,9 @@ class TimeRescaling:
         ``loss`` is L(θₜ) (a finite number ≥ 0), ``classified`` whether every
         training sample has a positive margin at θₜ.
         """
-        loss = _positive("loss", float(loss) if isinstance(loss, torch.Tensor) else loss, 0.0, False)
+        if isinstance(loss, torch.Tensor):
+            loss = float(loss)
+        loss = _positive("loss", loss, 0.0, strict=False)
         if not isinstance(classified, bool):
             raise ValueError(f"TimeRescaling: classified must be True or False, got {classified!r}")
         if not self.active and classified and loss < self.epsilon:
@@ -88,7 +91,7 @@ class TimeRescaling:
         return self.factor
 
     def state_dict(self) -> dict[str, Any]:
-        """What :meth:`load_state_dict` needs to continue exactly (the optimizer is not included)."""
+        """What :meth:`load_state_dict` needs to continue exactly (not the optimizer's state)."""
         return {
             "epsilon": self.epsilon,
             "c_max": self.c_max,

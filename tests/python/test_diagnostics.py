@@ -30,11 +30,13 @@ def test_horizon_margin_hand_computed():
     outputs, labels = _t([1.0, -2.0]), _t([1.0, -1.0])  # margins 1 and 2
     assert diagnostics.horizon_margin(outputs, labels, [W, a], 1, 2) == pytest.approx(1 / 5**2)
     assert diagnostics.horizon_margin(outputs, labels, [W, a], 2, 2) == pytest.approx(1 / 7)
-    assert diagnostics.horizon_margin(outputs, labels, [W, a], 3, 2) == pytest.approx(11 ** (-2 / 3))
+    gamma3 = diagnostics.horizon_margin(outputs, labels, [W, a], 3, 2)
+    assert gamma3 == pytest.approx(11 ** (-2 / 3))
     assert diagnostics.horizon_margin(outputs, labels, [W, a], 2, 3) == pytest.approx(7 ** -1.5)
     # soft: −log(e^{−1} + e^{−2}) over the same horizon
     soft = -math.log(math.exp(-1) + math.exp(-2))
-    assert diagnostics.horizon_margin(outputs, labels, [W, a], 1, 2, soft=True) == pytest.approx(soft / 25)
+    soft_gamma = diagnostics.horizon_margin(outputs, labels, [W, a], 1, 2, soft=True)
+    assert soft_gamma == pytest.approx(soft / 25)
 
 
 def test_horizon_margin_multiclass_hand_computed():
@@ -85,9 +87,8 @@ def test_soft_margin_within_log_n_of_the_hard_one(n):
     hard = float(q.min())
     assert hard - math.log(n) - 1e-12 <= soft <= hard + 1e-12
     # equal margins attain the lower end exactly
-    assert diagnostics.soft_min_margin(torch.full((n,), 2.0, dtype=F64), torch.ones(n, dtype=F64)) == (
-        pytest.approx(2.0 - math.log(n))
-    )
+    equal = diagnostics.soft_min_margin(torch.full((n,), 2.0, dtype=F64), torch.ones(n, dtype=F64))
+    assert equal == pytest.approx(2.0 - math.log(n))
 
 
 def test_layer_balance_hand_computed():
@@ -108,10 +109,14 @@ def test_layer_balance_hand_computed():
 def test_neuron_balance_and_strength_hand_computed():
     W = _t([[3.0, 4.0], [1.0, 0.0]])
     a = _t([2.0, -0.5])
-    torch.testing.assert_close(diagnostics.neuron_balance(W, a, "euclidean"), _t([12.5 - 2.0, 0.5 - 0.125]))
+    torch.testing.assert_close(
+        diagnostics.neuron_balance(W, a, "euclidean"), _t([12.5 - 2.0, 0.5 - 0.125])
+    )
     torch.testing.assert_close(diagnostics.neuron_strength(W, a), _t([10.0, 0.5]))
     A = _t([[2.0, -0.5], [0.0, 1.0]])  # two outputs: column j leaves neuron j
-    torch.testing.assert_close(diagnostics.neuron_balance(W, A, "euclidean"), _t([12.5 - 2.0, 0.5 - 0.625]))
+    torch.testing.assert_close(
+        diagnostics.neuron_balance(W, A, "euclidean"), _t([12.5 - 2.0, 0.5 - 0.625])
+    )
     torch.testing.assert_close(diagnostics.neuron_strength(W, A), _t([10.0, math.sqrt(1.25)]))
 
 
@@ -143,8 +148,8 @@ def test_bad_arguments_are_rejected():
 
 
 def _train_two_layer(mirror: str, beta: float, lr: float, time: float):
-    """Mean-field two-layer ReLU network, exponential loss, MirrorDescent (dual) for `time`/lr steps;
-    returns (initial, final) parameters."""
+    """Mean-field two-layer ReLU network, exponential loss, MirrorDescent (dual) for
+    `time`/lr steps; returns (initial, final) parameters."""
     g = torch.Generator().manual_seed(0)
     t = torch.rand(30, generator=g, dtype=F64) * 2 * math.pi
     x = torch.stack([t.cos(), t.sin()], 1)

@@ -70,22 +70,45 @@ def test_hyperbolic_sparser_than_euclidean_sparser_than_power():
         assert best == mirror, (L, {m: f[f"gamma{L}"] for m, f in finals.items()})
 
 
+def test_logistic_loss_trains_and_bad_settings_are_rejected():
+    problem = make_problem(samples=24, teacher_neurons=2, gap=0.1, seed=1)
+    cfg = RunConfig(mirror="euclidean", beta=1.0, loss="logistic", width=10, steps=300, lr=1.0,
+                    samples=24, teacher_neurons=2, records=5)
+    record = train(problem, cfg)
+    first, last = record["history"][0], record["final"]
+    assert last["min_margin"] > 0 and last["loss"] < 0.01 * first["loss"]
+    # the recorded loss is the mean of log(1 + e^{−qᵢ}) at the final weights
+    params = [torch.tensor(p, dtype=torch.float64) for p in record["params"]]
+    q = (problem.y * network(params, problem.x)).tolist()
+    assert last["loss"] == pytest.approx(sum(math.log1p(math.exp(-v)) for v in q) / len(q))
+    for kwargs, name in (({"loss": "hinge"}, "loss"), ({"depth": 4}, "depth"),
+                         ({"threshold": 1.0}, "threshold"), ({"update": "exact"}, "update")):
+        with pytest.raises(ValueError, match=f"RunConfig: {name} must be"):
+            RunConfig(mirror="euclidean", beta=1.0, **kwargs)
+    with pytest.raises(ValueError, match="mirror must be one of"):
+        RunConfig(mirror="sgd", beta=1.0)
+
+
 def _record(mirror, seed, g1, g2, g3, active):
-    config = RunConfig(mirror=mirror, beta=0.01 if mirror != "euclidean" else 1.0, seed=seed).__dict__
+    config = RunConfig(mirror=mirror, beta=0.01 if mirror != "euclidean" else 1.0, seed=seed)
     final = {"gamma1": g1, "gamma2": g2, "gamma3": g3, "active": [active]}
-    return {"config": dict(config), "final": final, "time_rescaling": {"epsilon": 0.01, "c_max": 10.0},
-            "teacher_neurons": 4}
+    return {"config": dict(config.__dict__), "final": final, "teacher_neurons": 4,
+            "time_rescaling": {"epsilon": 0.01, "c_max": 10.0}}
 
 
 def test_table_means_stds_and_wins_by_hand():
     records = [
-        _record("hyperbolic", 0, 3e-5, 4e-4, 1e-3, 4), _record("euclidean", 0, 1e-5, 5e-4, 2e-3, 30),
-        _record("hyperbolic", 1, 5e-5, 6e-4, 2e-3, 6), _record("euclidean", 1, 6e-5, 5e-4, 1e-3, 34),
+        _record("hyperbolic", 0, 3e-5, 4e-4, 1e-3, 4),
+        _record("euclidean", 0, 1e-5, 5e-4, 2e-3, 30),
+        _record("hyperbolic", 1, 5e-5, 6e-4, 2e-3, 6),
+        _record("euclidean", 1, 6e-5, 5e-4, 1e-3, 34),
     ]
     wins = own_degree_wins(records)
-    assert wins == {"hyperbolic": (1, 2), "euclidean": (1, 2)}  # seed 1: γ₁ and γ₂ of hyperbolic larger
+    # seed 0: each map wins its own column; seed 1: euclidean the larger γ₁, hyperbolic γ₂
+    assert wins == {"hyperbolic": (1, 2), "euclidean": (1, 2)}
     table = markdown_table(records)
-    rows = {line.split("|")[1].strip(): line for line in table.splitlines() if line.startswith("| ")}
+    rows = {line.split("|")[1].strip(): line
+            for line in table.splitlines() if line.startswith("| ")}
     # hyperbolic γ₁: mean 4e-5, std √2·1e-5 (n − 1 in the denominator); column in units of 1e-5
     assert "| 4 ± 1.4 |" in rows["hyperbolic"]
     assert "| 5.0 ± 1.4 | 1/2 seeds |" in rows["hyperbolic"]

@@ -11,7 +11,8 @@ import mirrorflow
 
 
 def _optimizer(lr=0.5, groups=1, mirror="euclidean"):
-    params = [torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64)) for _ in range(groups)]
+    params = [torch.nn.Parameter(torch.tensor([1.0, -2.0], dtype=torch.float64))
+              for _ in range(groups)]
     return mirrorflow.MirrorDescent(
         [{"params": [p], "lr": lr * (i + 1)} for i, p in enumerate(params)], lr=lr, mirror=mirror
     ), params
@@ -69,7 +70,8 @@ def test_step_uses_the_rescaled_rate_in_mirror_descent():
     p.grad = torch.tensor([0.2, -0.4], dtype=torch.float64)
     r.step(0.04, classified=True)  # factor 2.5, lr 1.25
     opt.step()
-    torch.testing.assert_close(p.detach(), torch.tensor([1.0 - 0.25, -2.0 + 0.5], dtype=torch.float64))
+    expected = torch.tensor([1.0 - 0.25, -2.0 + 0.5], dtype=torch.float64)
+    torch.testing.assert_close(p.detach(), expected)
     # hyperbolic dual step: θ⁺ = β·sinh(asinh(θ/β) − η·g) with the rescaled η
     q = torch.nn.Parameter(torch.tensor([0.3], dtype=torch.float64))
     opt = mirrorflow.MirrorDescent([q], lr=0.1, mirror="hyperbolic", beta=0.5, update="dual")
