@@ -25,7 +25,7 @@ sys.path.insert(0, str(EXPERIMENT))
 import report  # noqa: E402
 import sweep  # noqa: E402
 import train  # noqa: E402
-from run_config import RunConfig  # noqa: E402
+from run_config import RunConfig, read_config  # noqa: E402
 
 TINY = dict(width=1 / 16, batch_size=16, margin_samples=64, eval_batch_size=64, lr=0.02)
 MAPS = [dict(mirror="euclidean"), dict(mirror="hyperbolic", beta=0.01),
@@ -91,7 +91,7 @@ def _check_report(out: Path, dataset: str, runs: dict[str, list[Path]]) -> None:
 def test_sweep_and_report_on_synthetic_data(tmp_path):
     spec = {"out": str(tmp_path / "runs"),
             "common": dict(dataset="synthetic", limit_train=64, limit_test=32, epochs=2, **TINY),
-            "maps": [{"mirror": "euclidean"}, {"mirror": "hyperbolic", "betas": [0.01, 0.1]},
+            "maps": [{"mirror": "euclidean"}, {"mirror": "hyperbolic"},
                      {"mirror": "power", "degree": 3.0}],
             "betas": [0.01], "lrs": [0.02], "seeds": [0],
             "train_options": ["--threads", "1", "--no-progress"]}
@@ -100,18 +100,11 @@ def test_sweep_and_report_on_synthetic_data(tmp_path):
     assert sweep.main([str(config_path), "--run", "--jobs", "2", "--gpus", "0"]) == 0
     out = tmp_path / "runs"
     dirs = sorted(p.name for p in out.iterdir())
-    assert dirs == ["euclidean_lr0.02_s0", "hyperbolic_b0.01_lr0.02_s0", "hyperbolic_b0.1_lr0.02_s0",
-                    "power_L3_b0.01_lr0.02_s0"]
+    assert dirs == ["euclidean_lr0.02_s0", "hyperbolic_b0.01_lr0.02_s0", "power_L3_b0.01_lr0.02_s0"]
     assert all(len(_log(out / d)) == 2 for d in dirs)
     _report_in_process(out, tmp_path / "report")
-    rows = {(r["map"], r["beta"]): r for r in _rows(tmp_path / "report" / "synthetic_accuracy_all.csv")}
-    assert len(rows) == 4
-    winners = {}
-    for label, prefix in (("euclidean", "euclidean"), ("hyperbolic", "hyperbolic"),
-                          ("power (L=3)", "power_L3")):
-        candidates = [d for d in dirs if d.startswith(prefix)]
-        winners[label] = [out / max(candidates, key=lambda d: max(r["val_acc"] for r in _log(out / d)))]
-    _check_report(tmp_path / "report", "synthetic", winners)
+    _check_report(tmp_path / "report", "synthetic",
+                  dict(zip(["euclidean", "hyperbolic", "power (L=3)"], [[out / d] for d in dirs])))
 
 
 def test_finished_runs_are_skipped(tmp_path, capsys):
@@ -145,19 +138,28 @@ def test_sweep_grid_rules():
 
 
 def test_end_to_end_on_a_real_fashion_mnist_subset(tmp_path):
+    """Three maps, and two β for hyperbolic: the table keeps the β whose best
+    validation accuracy is higher (the first on a tie)."""
     if not (Path(FASHION_MNIST_DEFAULT_ROOT) / "train-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"Fashion-MNIST is not installed in {FASHION_MNIST_DEFAULT_ROOT} "
                     "(apt-get install dataset-fashion-mnist)")
-    runs = {}
-    for fields in MAPS:
+    dirs: dict[str, list[Path]] = {}
+    for fields in [*MAPS, dict(mirror="hyperbolic", beta=0.1)]:
         config = RunConfig(dataset="fashion_mnist", limit_train=64, limit_test=32, epochs=1,
-                           **TINY, **fields)
+                           **{**TINY, "lr": 0.05}, **fields)
         run_dir = tmp_path / "runs" / config.run_name()
         summary = _train_in_process(config, run_dir)
         assert summary["epochs_run"] == 1
-        runs[config.map_label()] = [run_dir]
+        dirs.setdefault(config.map_label(), []).append(run_dir)
     _report_in_process(tmp_path / "runs", tmp_path / "report", log_scale=True)
-    _check_report(tmp_path / "report", "fashion_mnist", runs)
+    rows = _rows(tmp_path / "report" / "fashion_mnist_accuracy_all.csv")
+    assert len(rows) == 4
+    winners = {label: [max(candidates, key=lambda d: _log(d)[0]["val_acc"])]
+               for label, candidates in dirs.items()}
+    _check_report(tmp_path / "report", "fashion_mnist", winners)
+    beta = next(r["beta"] for r in _rows(tmp_path / "report" / "fashion_mnist_accuracy.csv")
+                if r["map"] == "hyperbolic")
+    assert float(beta) == read_config(winners["hyperbolic"][0]).beta
 
 
 def test_a_corrupt_cifar_file_stops_the_run_before_anything_is_written(tmp_path):
@@ -223,8 +225,13 @@ def test_kill_and_resume_equals_the_uninterrupted_run(tmp_path):
 
 
 def test_two_gloo_processes_match_one(tmp_path):
+    """Two processes average two half-batch gradients, one process takes the
+    full-batch gradient: equal up to rounding. The step size is kept small because
+    the normalised hyperbolic update of this 4-channel network amplifies rounding
+    differences quickly at larger steps (at lr = 0.02 the two runs part by 10 %
+    within 8 steps; at 0.005 they agree to 1e-6)."""
     config = RunConfig(dataset="synthetic", limit_train=64, limit_test=32, epochs=2,
-                       mirror="hyperbolic", beta=0.01, **TINY)
+                       mirror="hyperbolic", beta=0.01, **{**TINY, "lr": 0.005})
     _train_in_process(config, tmp_path / "one")
     command = _command(config, tmp_path, "two")
     command[1:1] = ["-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2"]
