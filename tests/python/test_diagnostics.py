@@ -113,6 +113,11 @@ def test_neuron_balance_and_strength_hand_computed():
         diagnostics.neuron_balance(W, a, "euclidean"), _t([12.5 - 2.0, 0.5 - 0.125])
     )
     torch.testing.assert_close(diagnostics.neuron_strength(W, a), _t([10.0, 0.5]))
+    # summed over the neurons: the layer balance B₁ − B₂
+    for mirror in ("euclidean", "hyperbolic", "power"):
+        B = diagnostics.layer_balance([W, a], mirror, beta=0.2)
+        total = diagnostics.neuron_balance(W, a, mirror, beta=0.2).sum()
+        assert float(total) == pytest.approx(float(B[0] - B[1]), rel=1e-12)
     A = _t([[2.0, -0.5], [0.0, 1.0]])  # two outputs: column j leaves neuron j
     torch.testing.assert_close(
         diagnostics.neuron_balance(W, A, "euclidean"), _t([12.5 - 2.0, 0.5 - 0.625])
