@@ -39,10 +39,13 @@ CsvLog::CsvLog(const std::string& path, int64_t resume_epoch) : path_(path) {
 void CsvLog::append(const EpochRecord& r) {
   std::ostringstream row;
   row.precision(17);
-  row << r.epoch << "," << r.steps << "," << r.train_loss << "," << r.train_accuracy << ","
-      << r.test_loss << "," << r.test_accuracy << ",";
+  row << r.epoch << "," << r.steps << "," << r.train_loss << ",";
   row.precision(6);
-  row << r.seconds;
+  row << r.train_accuracy << ",";
+  row.precision(17);
+  row << r.test_loss << ",";
+  row.precision(6);
+  row << r.test_accuracy << "," << r.seconds;
   file_ << row.str() << "\n";
   file_.flush();
   if (!file_) throw std::runtime_error("--csv: cannot write " + path_);

@@ -180,10 +180,12 @@ int run(const TrainOptions& options) {
     record.test_accuracy = test.accuracy;
     record.seconds =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - started).count();
-    std::cout << std::setprecision(17) << "epoch " << epoch << "/" << options.epochs
-              << " steps " << progress.steps << " train_loss " << record.train_loss
-              << " train_acc " << record.train_accuracy << " test_loss " << record.test_loss
-              << " test_acc " << record.test_accuracy << std::setprecision(6) << std::endl;
+    // Losses with every digit (runs compare them exactly), accuracies as counts allow.
+    std::cout << "epoch " << epoch << "/" << options.epochs << " steps " << progress.steps
+              << std::setprecision(17) << " train_loss " << record.train_loss
+              << std::setprecision(6) << " train_acc " << record.train_accuracy
+              << std::setprecision(17) << " test_loss " << record.test_loss
+              << std::setprecision(6) << " test_acc " << record.test_accuracy << std::endl;
     log.append(record);
     progress.epoch = epoch;
     if (!options.checkpoint.empty()) {

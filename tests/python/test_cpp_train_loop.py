@@ -161,9 +161,8 @@ def normalised(images: np.ndarray, train_images: np.ndarray) -> torch.Tensor:
 
 # ---- reading the formats ----------------------------------------------------------------
 
-@pytest.mark.parametrize("gz", [False, True], ids=["plain", "gz"])
-def test_fashion_mnist_reads_exactly_the_samples_written(tmp_path, gz):
-    make_fashion_mnist(tmp_path / "fm", n_train=11, n_test=7, gz=gz)
+def test_fashion_mnist_reads_exactly_the_samples_written(tmp_path):
+    make_fashion_mnist(tmp_path / "fm", n_train=11, n_test=7)
     done = run_ok(tmp_path, tmp_path / "fm", "--epochs", "2", "--batch-size", "4")
     assert "train samples 11, test samples 7" in done.stdout
     rows = epochs_of(done.stdout)
@@ -271,9 +270,9 @@ def test_one_full_batch_step_equals_the_python_optimizer(tmp_path, options):
     python_options = {k: (v == "true" if k == "normalize" else
                           float(v) if k in ("beta", "degree") else v) for k, v in options.items()}
     mirrorflow.MirrorDescent(list(params.values()), lr=0.1, **python_options).step()
-    stepped = load_params(tmp_path / "step.pt")
+    initial, stepped = load_params(tmp_path / "init.pt"), load_params(tmp_path / "step.pt")
     for k, p in params.items():
-        moved = (stepped[k] - load_params(tmp_path / "init.pt")[k]).abs().max().item()
+        moved = (stepped[k] - initial[k]).abs().max().item()
         assert moved > 0 or k.endswith("bias")
         torch.testing.assert_close(stepped[k], p.detach(), rtol=1e-4, atol=1e-6)
 
@@ -384,7 +383,6 @@ def test_the_python_cifar10_layout_is_refused_with_the_reason(tmp_path):
     (["--width", "0"], "--width must be a finite number > 0, got 0"),
     (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
     (["--dataset", "mnist"], "--dataset must be one of cifar10, fashion-mnist, got 'mnist'"),
-    (["--update", "exact"], "update must be one of"),
     (["--momentum", "0.9"], "unknown option --momentum"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, args, words):
