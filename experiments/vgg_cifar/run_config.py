@@ -54,6 +54,16 @@ class RunConfig:
     margin_samples: int = 5000
     eval_batch_size: int = 500
 
+    def validate(self) -> None:
+        """The rules the optimizer and the model do not check themselves
+        (ValueError naming the field, the rule and the value)."""
+        if self.dataset not in DATASETS:
+            raise ValueError(f"dataset must be one of {DATASETS}, got {self.dataset!r}")
+        for name in ("epochs", "batch_size", "margin_samples", "eval_batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+
     def run_name(self) -> str:
         """``<map>_b<β>_lr<η>_s<seed>`` (no β for ``euclidean``; ``power`` adds L)."""
         parts = [self.mirror]
@@ -91,6 +101,29 @@ class RunConfig:
         return cls(**values)
 
 
+_HELP = {
+    "dataset": "data set",
+    "data_root": "folder of the data files (CIFAR-10: required; Fashion-MNIST: "
+                 "/usr/share/datasets/fashion-mnist by default)",
+    "limit_train": "use only the first N training images (None: all)",
+    "limit_test": "use only the first N test (validation) images (None: all)",
+    "mirror": "mirror map", "beta": "β of the hyperbolic and power maps",
+    "degree": "L of the power map", "beta_scaling": "per-layer β (MATH.md §2)",
+    "update": "metric (θ − ηM⁻¹g) or dual (exact mirror descent)",
+    "normalize": "per-layer normalised inverse metric (MATH.md §2)",
+    "lr": "learning rate η", "batch_size": "global batch size", "epochs": "epochs",
+    "seed": "seed of the initialisation, data order and augmentation",
+    "width": "width multiplier of every layer",
+    "head": "comma-separated hidden widths of the classifier ('' = one linear layer)",
+    "augment": "random crop with 4-pixel padding (+ flip where the data set allows)",
+    "bf16": "bfloat16 autocast for the forward pass",
+    "margin_samples": "training images the layerwise margin is measured on",
+    "eval_batch_size": "batch size of the evaluations",
+}
+_CHOICES = {"dataset": DATASETS, "mirror": tuple(mirrorflow.MAPS), "update": ("metric", "dual"),
+            "beta_scaling": ("none", "fan_in")}
+
+
 def add_config_arguments(parser: argparse.ArgumentParser) -> None:
     """One option per :class:`RunConfig` field, with its default."""
     defaults = RunConfig()
@@ -99,16 +132,15 @@ def add_config_arguments(parser: argparse.ArgumentParser) -> None:
         value = getattr(defaults, f.name)
         if isinstance(value, bool):
             parser.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction,
-                                default=value)
+                                default=value, help=_HELP[f.name])
         elif isinstance(value, list):
-            parser.add_argument(flag, dest=f.name, default="",
-                                help="comma-separated hidden widths of the head ('' = one linear layer)")
+            parser.add_argument(flag, dest=f.name, default="", help=_HELP[f.name])
         else:
             kind = {"float": float, "int": int, "str": str}.get(type(value).__name__, int)
             if f.name == "data_root":
                 kind = str
             parser.add_argument(flag, dest=f.name, type=kind, default=value,
-                                choices=DATASETS if f.name == "dataset" else None)
+                                choices=_CHOICES.get(f.name), help=_HELP[f.name])
 
 
 def config_from_args(args: argparse.Namespace) -> RunConfig:

@@ -73,6 +73,7 @@ def train(
 ) -> dict:
     """Trains (or resumes, or skips when finished) the run in ``run_dir``;
     returns the summary written to ``done.json``."""
+    config.validate()
     rank, world, dev = _setup_distributed(device)
     if threads:
         torch.set_num_threads(threads)

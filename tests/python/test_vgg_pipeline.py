@@ -197,7 +197,7 @@ def _without_times(log: list[dict]) -> list[dict]:
 
 
 def test_kill_and_resume_equals_the_uninterrupted_run(tmp_path):
-    config = RunConfig(dataset="synthetic", limit_train=256, limit_test=32, epochs=3,
+    config = RunConfig(dataset="synthetic", limit_train=192, limit_test=32, epochs=3,
                        mirror="hyperbolic", beta=0.01, **TINY)
     _train_in_process(config, tmp_path / "whole")
     proc = subprocess.Popen(_command(config, tmp_path, "killed"), stdout=subprocess.DEVNULL,
