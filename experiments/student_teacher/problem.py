@@ -42,8 +42,8 @@ class Problem:
 
 
 def make_teacher(neurons: int, generator: torch.Generator) -> list[torch.Tensor]:
-    """A two-layer teacher: unit vectors at random angles at least 2π/(3k) apart, signs alternating
-    in angular order, so that every neuron changes some labels."""
+    """A two-layer teacher: k unit vectors at random angles at least 2π/(3k) apart, output
+    weights alternating +1, −1 in angular order."""
     k = neurons
     while True:
         angles = torch.sort(torch.rand(k, generator=generator, dtype=DTYPE) * 2 * math.pi).values
@@ -58,30 +58,35 @@ def make_teacher(neurons: int, generator: torch.Generator) -> list[torch.Tensor]
 def make_problem(samples: int, teacher_neurons: int, gap: float, seed: int) -> Problem:
     """``samples`` inputs uniform on the unit circle whose teacher output has |f| ≥ ``gap``·max|f|
     (points too close to the teacher's decision boundary are redrawn), labelled sign(teacher)."""
-    if samples < 2 or teacher_neurons < 1 or not 0 <= gap < 1:
+    if samples < 2 or teacher_neurons < 2 or not 0 <= gap < 1:
         raise ValueError(
-            f"make_problem: need samples >= 2, teacher_neurons >= 1 and gap in [0, 1), got "
-            f"{samples}, {teacher_neurons}, {gap}"
+            "make_problem: need samples >= 2, teacher_neurons >= 2 (one neuron labels every "
+            f"input alike) and gap in [0, 1), got {samples}, {teacher_neurons}, {gap}"
         )
     g = torch.Generator().manual_seed(seed)
-    while True:
+    for _ in range(100):
         teacher = make_teacher(teacher_neurons, g)
         grid = torch.linspace(0, 2 * math.pi, 2049, dtype=DTYPE)
         peak = float(network(teacher, torch.stack([grid.cos(), grid.sin()], 1)).abs().max())
         kept: list[torch.Tensor] = []
         labels: list[torch.Tensor] = []
-        for _ in range(1000):
+        for _ in range(100):
             t = torch.rand(4 * samples, generator=g, dtype=DTYPE) * 2 * math.pi
             x = torch.stack([torch.cos(t), torch.sin(t)], dim=1)
             f = network(teacher, x)
-            keep = f.abs() >= gap * peak
+            # f = 0 where every teacher neuron is off: such inputs have no label
+            keep = (f.abs() >= gap * peak) & (f != 0)
             kept.append(x[keep])
             labels.append(torch.sign(f[keep]))
             if sum(len(k) for k in kept) >= samples:
                 break
         x, y = torch.cat(kept)[:samples], torch.cat(labels)[:samples]
-        if bool((y > 0).any()) and bool((y < 0).any()):
+        if len(y) == samples and bool((y > 0).any()) and bool((y < 0).any()):
             return Problem(x=x, y=y, teacher=teacher)
+    raise ValueError(
+        f"make_problem: no teacher with both labels and {samples} inputs outside the gap "
+        f"{gap} found in 100 draws (seed {seed}); lower the gap"
+    )
 
 
 def init_student(depth: int, width: int, scale: float, seed: int) -> list[torch.Tensor]:

@@ -36,6 +36,11 @@ def test_problem_inputs_on_the_circle_labelled_by_the_teacher():
     peak = network(p.teacher, torch.stack([t.cos(), t.sin()], 1)).abs().max()
     assert bool((f.abs() >= 0.2 * peak * (1 - 1e-3)).all())
     assert p.teacher_neurons == 3
+    # without a gap, inputs where every teacher neuron is off (f = 0, no label) are still left out
+    p0 = make_problem(samples=200, teacher_neurons=2, gap=0.0, seed=3)
+    assert bool((p0.y.abs() == 1).all()) and len(p0.y) == 200
+    with pytest.raises(ValueError, match="teacher_neurons >= 2"):
+        make_problem(samples=10, teacher_neurons=1, gap=0.1, seed=0)
 
 
 @pytest.mark.parametrize("depth", [2, 3])
