@@ -9,7 +9,7 @@ ChannelStats channel_stats(const at::Tensor& images) {
       {images.size(1), -1});
   ChannelStats stats;
   stats.mean = x.mean(1).to(at::kFloat);
-  stats.std = x.std(1, /*unbiased=*/false).clamp_min(1.0 / 255.0).to(at::kFloat);
+  stats.std = x.std(1, /*unbiased=*/true).clamp_min(1e-6).to(at::kFloat);
   return stats;
 }
 

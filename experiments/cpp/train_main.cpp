@@ -149,9 +149,9 @@ int run(const TrainOptions& options) {
       if (options.max_steps > 0 && progress.steps >= options.max_steps) break;
       const at::Tensor index = order.narrow(0, b * options.batch_size,
                                             std::min(options.batch_size, n - b * options.batch_size));
-      at::Tensor x = vgg_train::normalize(data.train.images.index_select(0, index), stats);
+      at::Tensor x = data.train.images.index_select(0, index);
       if (options.augment) x = vgg_train::random_crop_flip(x, kCropPadding, data.flip, generator);
-      x = x.to(device);
+      x = vgg_train::normalize(x, stats).to(device);
       const at::Tensor y = data.train.labels.index_select(0, index).to(device);
       optimizer.zero_grad();
       const at::Tensor logits = model->forward(x);

@@ -187,9 +187,9 @@ data
   --augment BOOL        random crop (4-pixel padding), and flips for CIFAR-10
                         (default true)
 model
-  --width W             channel multiplier, channels max(1, round(W*c)) (default 1)
-  --head-hidden A,B     hidden widths of the classifier head (default: none,
-                        one linear layer)
+  --width W             width multiplier: max(1, round(W*c)) channels (default 1)
+  --head-hidden A,B     hidden widths of the classifier head, multiplied by W
+                        too (default: none, one linear layer)
 optimizer (MirrorDescent; no momentum, no weight decay)
   --mirror NAME         euclidean (default), hyperbolic, power
   --beta B              beta of hyperbolic/power (default 1)

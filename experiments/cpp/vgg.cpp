@@ -19,6 +19,11 @@ const std::vector<int64_t>& vgg16_config() {
   return config;
 }
 
+int64_t scaled_width(int64_t c, double width) {
+  // nearbyint in the default rounding mode rounds half to even, as Python's round.
+  return std::max<int64_t>(1, static_cast<int64_t>(std::nearbyint(width * static_cast<double>(c))));
+}
+
 std::vector<int64_t> vgg16_channels(double width) {
   if (!(width > 0) || !std::isfinite(width)) {
     throw std::invalid_argument("--width must be a finite number > 0, got " +
@@ -27,7 +32,7 @@ std::vector<int64_t> vgg16_channels(double width) {
   std::vector<int64_t> channels;
   for (int64_t c : vgg16_config()) {
     if (c > 0) {
-      channels.push_back(std::max<int64_t>(1, std::llround(width * static_cast<double>(c))));
+      channels.push_back(scaled_width(c, width));
     }
   }
   return channels;
@@ -57,9 +62,10 @@ Vgg16Impl::Vgg16Impl(const VggOptions& options) {
       throw std::invalid_argument("--head-hidden widths must be >= 1, got " +
                                   std::to_string(hidden));
     }
-    classifier->push_back(torch::nn::Linear(torch::nn::LinearOptions(in, hidden).bias(false)));
+    const int64_t out = scaled_width(hidden, options.width);
+    classifier->push_back(torch::nn::Linear(torch::nn::LinearOptions(in, out).bias(false)));
     classifier->push_back(torch::nn::ReLU());
-    in = hidden;
+    in = out;
   }
   classifier->push_back(
       torch::nn::Linear(torch::nn::LinearOptions(in, options.classes).bias(false)));

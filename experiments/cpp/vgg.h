@@ -19,12 +19,18 @@ const std::vector<int64_t>& vgg16_config();
 struct VggOptions {
   int64_t in_channels = 3;
   int64_t classes = 10;
-  /// Channel multiplier: each convolution has max(1, round(width·c)) channels.
+  /// Width multiplier: each convolution of c channels (and each hidden layer of
+  /// the head of h units) gets max(1, round(width·c)), rounding half to even
+  /// as Python's round() and mirrorflow.models.VGG16 do.
   double width = 1.0;
-  /// Widths of the hidden layers of the head (bias-free, ReLU); empty: one
-  /// linear layer from the last block's features to the classes.
+  /// Widths of the hidden layers of the head (bias-free, ReLU) before the
+  /// multiplier; empty: one linear layer from the last block's features to the
+  /// classes.
   std::vector<int64_t> head_hidden;
 };
+
+/// max(1, round(width·c)), the rounding of VGG16 (half to even).
+int64_t scaled_width(int64_t c, double width);
 
 /// The convolutions' output channels after the width multiplier.
 std::vector<int64_t> vgg16_channels(double width);

@@ -152,10 +152,11 @@ def forward(params: dict[str, torch.Tensor], x: torch.Tensor) -> torch.Tensor:
 
 
 def normalised(images: np.ndarray, train_images: np.ndarray) -> torch.Tensor:
-    """Per-channel (x/255 − mean)/std with the training images' statistics."""
+    """Per-channel (x/255 − mean)/std with the training images' statistics
+    (Bessel-corrected std)."""
     t = torch.from_numpy(train_images).double() / 255
     mean = t.mean(dim=(0, 2, 3), keepdim=True)
-    std = t.std(dim=(0, 2, 3), keepdim=True, unbiased=False).clamp_min(1 / 255)
+    std = t.std(dim=(0, 2, 3), keepdim=True).clamp_min(1e-6)
     return (torch.from_numpy(images).double() / 255 - mean) / std
 
 
@@ -226,12 +227,21 @@ def test_parameters_and_initial_test_loss_match_the_closed_form_and_a_float64_fo
     assert float(epochs_of(done.stdout)[0]["test_loss"]) == pytest.approx(expected, rel=1e-5)
 
 
-def test_head_hidden_layers_add_bias_free_linear_layers(tmp_path):
+def test_head_hidden_layers_are_scaled_and_match_the_python_model(tmp_path):
     make_fashion_mnist(tmp_path / "d", 4, 2)
-    done = run_ok(tmp_path, tmp_path / "d", "--epochs", "0", "--head-hidden", "7,5")
+    done = run_ok(tmp_path, tmp_path / "d", "--epochs", "0", "--head-hidden", "120,40",
+                  "--save-params", str(tmp_path / "p.pt"))
     last = channels(WIDTH)[-1]
-    expected = closed_form_count(WIDTH, 1) - last * 10 + last * 7 + 7 * 5 + 5 * 10
+    hidden = [round(120 * WIDTH), round(40 * WIDTH)]  # 7.5 -> 8, 2.5 -> 2: half to even
+    assert hidden == [8, 2]
+    expected = (closed_form_count(WIDTH, 1) - last * 10 + last * hidden[0]
+                + hidden[0] * hidden[1] + hidden[1] * 10)
     assert int(re.search(r"parameters (\d+)", done.stdout)[1]) == expected
+    from mirrorflow.models import VGG16
+    python = VGG16(in_channels=1, num_classes=10, width=WIDTH, head=(120, 40))
+    cpp = load_params(tmp_path / "p.pt")
+    assert {k: tuple(v.shape) for k, v in cpp.items()} == {
+        k: tuple(v.shape) for k, v in python.named_parameters()}
 
 
 # ---- training -----------------------------------------------------------------------------
