@@ -133,8 +133,23 @@ def test_sweep_grid_rules():
         sweep.grid({**spec, "lrs": []})
     with pytest.raises(ValueError, match=r"RunConfig: unknown keys \['momentum'\]"):
         sweep.grid({**spec, "maps": [{"mirror": "euclidean", "momentum": 0.9}]})
-    config = configs[-1]
+    config = RunConfig(**{**configs[-1].__dict__, "head": [32, 16], "bf16": True, "width": 1 / 3})
     assert train.config_from_args(train.parse_args(config.to_args())) == config
+
+
+def test_bf16_autocast_trains_float32_parameters(tmp_path):
+    config = RunConfig(dataset="synthetic", limit_train=32, limit_test=16, epochs=1, bf16=True,
+                       head=[256], **TINY)
+    summary = _train_in_process(config, tmp_path / "run")
+    state = _final_state(tmp_path / "run")
+    assert all(v.dtype == torch.float32 for v in state["model"].values())
+    assert set(state["model"]) >= {"features.0.bias", "classifier.0.weight", "classifier.2.weight"}
+    assert not summary["diverged"]
+    # the same run in float32: bfloat16's 8-bit mantissa shows in the losses, a little
+    _train_in_process(RunConfig(**{**config.__dict__, "bf16": False}), tmp_path / "fp32")
+    bf16, fp32 = state["metrics"][0], _final_state(tmp_path / "fp32")["metrics"][0]
+    for key in ("train_loss", "val_loss"):
+        assert bf16[key] != fp32[key] and bf16[key] == pytest.approx(fp32[key], rel=0.05), key
 
 
 def test_end_to_end_on_a_real_fashion_mnist_subset(tmp_path):
