@@ -113,7 +113,8 @@ def _final_model(run: Run, data):
     return model
 
 
-def pruning_curves(winners: dict[str, list[Run]], data, eval_limit: Optional[int]) -> list[dict]:
+def pruning_curves(winners: dict[str, list[Run]], data, eval_limit: Optional[int],
+                   device: str = "cpu") -> list[dict]:
     """Validation accuracy after pruning the fraction s of all weights (the
     first layer's bias excepted), per map and sparsity, mean ± std over seeds."""
     mean, std = data.channel_stats()
@@ -122,7 +123,7 @@ def pruning_curves(winners: dict[str, list[Run]], data, eval_limit: Optional[int
     jobs = [(label, run) for label, runs in winners.items() for run in runs]
     accs: dict[tuple[str, float], list[float]] = defaultdict(list)
     for label, run in tqdm(jobs, desc="pruning", file=sys.stderr):
-        model = _final_model(run, data)
+        model = _final_model(run, data).to(device)
         state = {k: v.clone() for k, v in model.state_dict().items()}
         for s in SPARSITIES:
             model.load_state_dict(state)
@@ -209,7 +210,8 @@ def plot_margin(winners: dict[str, list[Run]], path: Path, title: str) -> list[d
     return rows
 
 
-def report(root: Path, out: Path, log_scale: bool = False, eval_limit: Optional[int] = None) -> list[Path]:
+def report(root: Path, out: Path, log_scale: bool = False, eval_limit: Optional[int] = None,
+           device: str = "cpu") -> list[Path]:
     """Writes every table and figure; returns the files written."""
     runs = find_runs(root)
     out.mkdir(parents=True, exist_ok=True)
@@ -223,7 +225,7 @@ def report(root: Path, out: Path, log_scale: bool = False, eval_limit: Optional[
         first = next(iter(winners.values()))[0].config
         data = load_data(first)
         title = f"{dataset}, width {first.width:g}, {first.epochs} epochs"
-        curves = pruning_curves(winners, data, eval_limit)
+        curves = pruning_curves(winners, data, eval_limit, device)
         _write_csv(prefix.with_name(f"{dataset}_pruning.csv"), curves)
         plot_pruning(curves, prefix.with_name(f"{dataset}_pruning.png"), title)
         hist = plot_histograms(winners, data, prefix.with_name(f"{dataset}_histograms.png"),
@@ -242,12 +244,15 @@ def main(argv: Optional[list[str]] = None) -> None:
     parser.add_argument("--log-scale", action="store_true", help="log-spaced histogram bins")
     parser.add_argument("--eval-limit", type=int, default=None,
                         help="validation images used for the pruning curves (default: all)")
+    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu",
+                        help="device of the pruned-network evaluations")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: torch's default)")
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     try:
-        report(args.root, args.out or args.root / "report", args.log_scale, args.eval_limit)
+        report(args.root, args.out or args.root / "report", args.log_scale, args.eval_limit,
+               args.device)
     except ValueError as e:
         sys.exit(f"report.py: error: {e}")
 
