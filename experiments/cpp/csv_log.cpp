@@ -22,9 +22,13 @@ CsvLog::CsvLog(const std::string& path, int64_t resume_epoch) : path_(path) {
         first = false;
         continue;
       }
-      const auto comma = line.find(',');
-      if (comma == std::string::npos) continue;
-      if (std::stoll(line.substr(0, comma)) <= resume_epoch) kept.push_back(line);
+      // Rows are "epoch,..."; anything else (a line cut by a kill) is dropped.
+      std::istringstream fields(line);
+      long long epoch = 0;
+      char comma = 0;
+      if (fields >> epoch >> comma && comma == ',' && epoch >= 1 && epoch <= resume_epoch) {
+        kept.push_back(line);
+      }
     }
   }
   const std::filesystem::path target(path);

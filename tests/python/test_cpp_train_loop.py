@@ -295,14 +295,18 @@ def test_resuming_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
     ckpt = str(tmp_path / "ck" / "run.ckpt")
     first = run_ok(tmp_path, tmp_path / "d", "--epochs", "1", "--checkpoint", ckpt, *args)
     assert os.path.isfile(ckpt) and not os.path.exists(ckpt + ".tmp")
+    with open(tmp_path / "log.csv", "a") as f:  # a row after the checkpoint, a cut line
+        f.write("2,5,9.5,0.1,9.5,0.1,1.0\n2,5,9.\n")
     second = run_ok(tmp_path, tmp_path / "d", "--epochs", "2", "--checkpoint", ckpt, *args,
                     "--save-params", str(tmp_path / "resumed.pt"))
     assert "resumed from" in second.stdout and "after epoch 1" in second.stdout
     assert epochs_of(first.stdout) + epochs_of(second.stdout) == epochs_of(whole.stdout)
     a, b = load_params(tmp_path / "whole.pt"), load_params(tmp_path / "resumed.pt")
     assert all(torch.equal(a[k], b[k]) for k in a)
-    with open(tmp_path / "log.csv") as f:
-        assert [r["epoch"] for r in csv.DictReader(f)] == ["1", "2"]
+    with open(tmp_path / "log.csv") as f, open(tmp_path / "whole.csv") as g:
+        resumed, uninterrupted = list(csv.DictReader(f)), list(csv.DictReader(g))
+    assert [r["epoch"] for r in resumed] == ["1", "2"]
+    assert [r["test_loss"] for r in resumed] == [r["test_loss"] for r in uninterrupted]
     other = run(tmp_path, tmp_path / "d", "--epochs", "3", "--checkpoint", ckpt,
                 "--batch-size", "5", "--lr", "0.05", "--mirror", "hyperbolic", "--beta", "0.3")
     assert other.returncode == 1 and ckpt in other.stderr and "batch_size=5" in other.stderr
