@@ -2,6 +2,7 @@
 // mirrorflow::MirrorDescent (MATH.md §2, the §5 VGG set-up). See
 // docs/cpp_training.md and `vgg_train --help`.
 #include <ATen/CPUGeneratorImpl.h>
+#include <torch/cuda.h>
 #include <torch/nn/functional/loss.h>
 #include <torch/serialize.h>
 #include <torch/utils.h>
@@ -9,7 +10,6 @@
 
 #include <chrono>
 #include <cmath>
-#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iomanip>
@@ -97,6 +97,11 @@ class ProgressLine {
 int run(const TrainOptions& options) {
   if (options.threads > 0) torch::set_num_threads(static_cast<int>(options.threads));
   const torch::Device device(options.device);
+  if (device.is_cuda() && !torch::cuda::is_available()) {
+    throw std::runtime_error("--device " + options.device +
+                             ": no CUDA device is available (torch::cuda::is_available() is "
+                             "false); use --device cpu");
+  }
   const vgg_train::Dataset data = vgg_train::load_dataset(
       options.dataset, options.data_dir, options.train_limit, options.test_limit);
   const ChannelStats stats = vgg_train::channel_stats(data.train.images);

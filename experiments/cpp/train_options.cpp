@@ -117,7 +117,15 @@ const std::map<std::string, Setter>& setters() {
       {"augment", [](TrainOptions& o, const std::string& n, const std::string& v) {
          o.augment = parse_bool(n, v);
        }},
-      {"device", [](TrainOptions& o, const std::string&, const std::string& v) { o.device = v; }},
+      {"device", [](TrainOptions& o, const std::string&, const std::string& v) {
+         try {
+           const c10::Device device(v);
+           (void)device;
+         } catch (const c10::Error&) {
+           throw std::invalid_argument("--device must be cpu, cuda or cuda:N, got '" + v + "'");
+         }
+         o.device = v;
+       }},
       {"csv", [](TrainOptions& o, const std::string&, const std::string& v) { o.csv = v; }},
       {"checkpoint", [](TrainOptions& o, const std::string&, const std::string& v) {
          o.checkpoint = v;

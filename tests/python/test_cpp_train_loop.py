@@ -398,9 +398,18 @@ def test_the_python_cifar10_layout_is_refused_with_the_reason(tmp_path):
     (["--batch-size", "0"], "--batch-size must be >= 1, got 0"),
     (["--dataset", "mnist"], "--dataset must be one of cifar10, fashion-mnist, got 'mnist'"),
     (["--momentum", "0.9"], "unknown option --momentum"),
+    (["--device", "gpu"], "--device must be cpu, cuda or cuda:N, got 'gpu'"),
 ])
 def test_bad_options_are_refused_before_anything_is_written(tmp_path, args, words):
     make_fashion_mnist(tmp_path / "d", 4, 4)
     done = run(tmp_path, tmp_path / "d", *args)
     assert done.returncode == 2 and words in done.stderr, done.stderr
+    assert not (tmp_path / "log.csv").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when there is no GPU")
+def test_cuda_without_a_gpu_is_refused_before_anything_is_written(tmp_path):
+    make_fashion_mnist(tmp_path / "d", 4, 4)
+    done = run(tmp_path, tmp_path / "d", "--device", "cuda", "--epochs", "1")
+    assert done.returncode == 1 and "--device cuda: no CUDA device" in done.stderr, done.stderr
     assert not (tmp_path / "log.csv").exists()
