@@ -37,50 +37,66 @@ constexpr int64_t kBlock = 1024;
 constexpr int kLanes = 8;
 static_assert(kChunk % kBlock == 0 && kBlock % 64 == 0, "chunks hold whole blocks");
 
-// The power map's dual update solves for θ⁺ by Newton's method, element by
-// element; it runs in the scalar loop. Everything else runs SIMD-wide.
-template <MirrorKind K, UpdateKind U>
-constexpr bool kVectorUpdate = !(K == MirrorKind::Power && U == UpdateKind::Dual);
-
-// Updates n contiguous compute-type elements in place.
-template <UpdateKind U, bool Momentum, bool Vectorize, class Map, class T>
+// Updates n contiguous compute-type elements in place, SIMD-wide (the power
+// map's dual update too: its Newton solve runs lane-wise).
+template <UpdateKind U, bool Momentum, class Map, class T>
 void step_span(const Map& map, T* x, T* g, T* buf, int64_t n, const core::ElementStep<T>& s) {
-  if constexpr (Vectorize) {
-    using V = Vec<T>;
-    for (int64_t i = 0; i < n; i += V::size()) {
-      const int64_t m = std::min<int64_t>(V::size(), n - i);
-      V xv = V::loadu(x + i, m);
-      V gv = V::loadu(g + i, m);
-      V bv;
-      if constexpr (Momentum) bv = V::loadu(buf + i, m);
-      core::step_element<U, Momentum>(map, xv, gv, bv, s);
-      xv.store(x + i, m);
-      if (s.unscale) gv.store(g + i, m);
-      if constexpr (Momentum) bv.store(buf + i, m);
-    }
-  } else {
-    for (int64_t i = 0; i < n; ++i) {
-      T xv = x[i];
-      T gv = g[i];
-      T bv = Momentum ? buf[i] : T(0);
-      core::step_element<U, Momentum>(map, xv, gv, bv, s);
-      x[i] = xv;
-      if (s.unscale) g[i] = gv;
-      if constexpr (Momentum) buf[i] = bv;
-    }
+  using V = Vec<T>;
+  for (int64_t i = 0; i < n; i += V::size()) {
+    const int64_t m = std::min<int64_t>(V::size(), n - i);
+    V xv = V::loadu(x + i, m);
+    V gv = V::loadu(g + i, m);
+    V bv;
+    if constexpr (Momentum) bv = V::loadu(buf + i, m);
+    core::step_element<U, Momentum>(map, xv, gv, bv, s);
+    xv.store(x + i, m);
+    if (s.unscale) gv.store(g + i, m);
+    if constexpr (Momentum) bv.store(buf + i, m);
   }
 }
 
 // Adds 1/φ''(x) of n elements into the lanes; element i goes to lane i mod 8
-// (blocks start at multiples of 8), whatever the SIMD width.
+// (blocks start at multiples of 8), whatever the SIMD width, and each lane adds
+// its elements in order. Whole groups of elements are added with the lanes in
+// double vectors held in registers; the tail element by element.
 template <class Map, class T>
 void add_inv_metric(const Map& map, const T* x, int64_t n, double (&lanes)[kLanes]) {
   using V = Vec<T>;
-  alignas(64) T tmp[V::size()];
-  for (int64_t i = 0; i < n; i += V::size()) {
-    const int64_t m = std::min<int64_t>(V::size(), n - i);
+  using D = Vec<double>;
+  constexpr int64_t kSize = V::size();
+  constexpr int64_t kWide = D::size();
+  constexpr int64_t kGroup = kSize > kLanes ? kSize : kLanes;  // both powers of two
+  static_assert(kGroup % kSize == 0 && kLanes % kWide == 0, "lanes tile the vectors");
+  D acc[kLanes / kWide];
+  for (int64_t k = 0; k < kLanes / kWide; ++k) acc[k] = D::loadu(lanes + k * kWide);
+  alignas(64) T tmp[kGroup];
+  alignas(64) double wide[kGroup];
+  int64_t i = 0;
+  for (; i + kGroup <= n; i += kGroup) {
+    for (int64_t j = 0; j < kGroup; j += kSize) map.inv_metric(V::loadu(x + i + j)).store(tmp + j);
+    for (int64_t j = 0; j < kGroup; ++j) wide[j] = static_cast<double>(tmp[j]);
+    for (int64_t j = 0; j < kGroup / kWide; ++j) {
+      acc[j % (kLanes / kWide)] += D::loadu(wide + j * kWide);
+    }
+  }
+  for (int64_t k = 0; k < kLanes / kWide; ++k) acc[k].store(lanes + k * kWide);
+  for (; i < n; i += kSize) {
+    const int64_t m = std::min<int64_t>(kSize, n - i);
     map.inv_metric(V::loadu(x + i, m)).store(tmp);
     for (int64_t j = 0; j < m; ++j) lanes[(i + j) % kLanes] += static_cast<double>(tmp[j]);
+  }
+}
+
+// Maps whose inverse metric is 1 everywhere (euclidean; power with L = 2): the
+// sum of 1/φ'' over an item is its element count, exactly, with no pass.
+template <MirrorKind K, class Map>
+bool unit_inv_metric(const Map& map) {
+  if constexpr (K == MirrorKind::Euclidean) {
+    return true;
+  } else if constexpr (K == MirrorKind::Power) {
+    return map.is_quadratic();
+  } else {
+    return false;
   }
 }
 
@@ -90,7 +106,6 @@ template <MirrorKind K, UpdateKind U, bool Momentum, class scalar_t>
 double run_item(const KernelConfig& config, const TensorTask& task, int64_t begin, int64_t end,
                 bool mean_only) {
   using T = at::opmath_type<scalar_t>;
-  constexpr bool kVector = kVectorUpdate<K, U>;
   const auto map = core::make_map<K, T>(task.beta, config.degree);
   const core::ElementStep<T> s{
       core::GradientTransform<T>{static_cast<T>(config.transform.weight_decay),
@@ -99,12 +114,14 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
                                  config.transform.nesterov, config.transform.maximize},
       static_cast<T>(task.scale), static_cast<T>(config.grad_scale), task.first_step,
       config.unscale};
-  const bool want_sum = mean_only || config.track_mean;
+  const bool unit = unit_inv_metric<K>(map);
+  const bool want_sum = (mean_only || config.track_mean) && !unit;
+  const int64_t count = end - begin;
+  if (unit && mean_only) return static_cast<double>(count);
   double lanes[kLanes] = {};
   auto* param = static_cast<scalar_t*>(task.param) + begin;
   auto* grad = static_cast<scalar_t*>(task.grad) + begin;
   auto* buf = Momentum ? static_cast<scalar_t*>(task.momentum_buffer) + begin : nullptr;
-  const int64_t count = end - begin;
 
   if constexpr (std::is_same_v<scalar_t, T>) {
     // float and double: straight on the tensors' memory, a block at a time so
@@ -112,8 +129,7 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
     for (int64_t b = 0; b < count; b += kBlock) {
       const int64_t n = std::min(kBlock, count - b);
       if (!mean_only) {
-        step_span<U, Momentum, kVector>(map, param + b, grad + b, Momentum ? buf + b : nullptr,
-                                        n, s);
+        step_span<U, Momentum>(map, param + b, grad + b, Momentum ? buf + b : nullptr, n, s);
       }
       if (want_sum) add_inv_metric(map, param + b, n, lanes);
     }
@@ -128,7 +144,7 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
       if (!mean_only) {
         at::vec::convert(grad + b, gs, n);
         if constexpr (Momentum) at::vec::convert(buf + b, bs, n);
-        step_span<U, Momentum, kVector>(map, xs, gs, bs, n, s);
+        step_span<U, Momentum>(map, xs, gs, bs, n, s);
         at::vec::convert(xs, param + b, n);
         if (s.unscale) at::vec::convert(gs, grad + b, n);
         if constexpr (Momentum) at::vec::convert(bs, buf + b, n);
@@ -138,6 +154,7 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
       if (want_sum) add_inv_metric(map, xs, n, lanes);
     }
   }
+  if (unit) return static_cast<double>(count);
   double sum = 0;
   for (double lane : lanes) sum += lane;
   return sum;

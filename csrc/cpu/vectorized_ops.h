@@ -1,9 +1,15 @@
 // Ops<Vectorized<T>>: lets the math core (csrc/include/mirrorflow/core) run
 // SIMD-wide on the CPU through ATen's Vectorized, which calls SLEEF for the
 // transcendental functions. Included by each per-capability kernel build.
+//
+// hypot, expm1 and pow take a cheaper exact path when every lane of a vector
+// allows it (the common case in a step) and fall back to SLEEF otherwise;
+// either way the result is within about one ulp of the true value, as SLEEF's.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
+
+#include <type_traits>
 
 #include "mirrorflow/core/math_ops.h"
 
@@ -14,15 +20,67 @@ struct Ops<at::vec::Vectorized<T>> {
   using V = at::vec::Vectorized<T>;
   using scalar = T;
   using mask = V;
+
+  // Masks are vectors whose lanes are all ones (true) or all zeros (false).
+  static V lt(const V& a, const V& b) { return a < b; }
+  static V le(const V& a, const V& b) { return a <= b; }
+  static V eq(const V& a, const V& b) { return a == b; }
+  static V land(const V& a, const V& b) { return a & b; }
+  static V lor(const V& a, const V& b) { return a | b; }
+  static V lnot(const V& m) { return m == V(T(0)); }  // a true lane is a NaN pattern
+  /// Whether a mask is true in every lane.
+  static bool all(const V& m) { return m.zero_mask() == 0; }
+
   static V sqrt(const V& x) { return x.sqrt(); }
-  static V hypot(const V& x, const V& y) { return x.hypot(y); }
-  static V expm1(const V& x) { return x.expm1(); }
+
+  /// √(x²+y²) rounded three times (≤ 1.5 ulp) where max(|x|,|y|) lies in a
+  /// range in which neither square can overflow nor lose bits to underflow
+  /// (√(x·x) is then |x| exactly); SLEEF's hypot for vectors with lanes outside
+  /// it (also NaN and ±inf).
+  static V hypot(const V& x, const V& y) {
+    constexpr T kSmall = std::is_same_v<T, double> ? 0x1p-480 : 0x1p-50f;
+    constexpr T kBig = std::is_same_v<T, double> ? 0x1p500 : 0x1p60f;
+    const V m = at::vec::maximum(x.abs(), y.abs());
+    if (all((m >= V(kSmall)) & (m <= V(kBig)))) return fma(x, x, y * y).sqrt();
+    return x.hypot(y);
+  }
+
+  /// expm1 by its Taylor polynomial where every |x| ≤ r (float: r = 1/16, up to
+  /// x⁵/5!; double: r = 1/32, up to x⁸/8!; truncation error below 0.03 ulp,
+  /// rounding error about half an ulp): mirror steps exponentiate η·g, which is
+  /// small. SLEEF otherwise. Exactly 0 at 0.
+  static V expm1(const V& x) {
+    if constexpr (std::is_same_v<T, double>) {
+      if (!all(x.abs() <= V(0x1p-5))) return x.expm1();
+      V p(1.0 / 40320);
+      p = fma(p, x, V(1.0 / 5040));
+      p = fma(p, x, V(1.0 / 720));
+      p = fma(p, x, V(1.0 / 120));
+      p = fma(p, x, V(1.0 / 24));
+      p = fma(p, x, V(1.0 / 6));
+      p = fma(p, x, V(0.5));
+      return fma(p, x * x, x);
+    } else {
+      if (!all(x.abs() <= V(0x1p-4f))) return x.expm1();
+      V p(1.0f / 120);
+      p = fma(p, x, V(1.0f / 24));
+      p = fma(p, x, V(1.0f / 6));
+      p = fma(p, x, V(0.5f));
+      return fma(p, x * x, x);
+    }
+  }
+
   static V log1p(const V& x) { return x.log1p(); }
-  static V pow(const V& x, const V& p) { return x.pow(p); }
+
+  /// xᵖ; √x (correctly rounded) when every lane has p = 1/2 and x ≥ 0, which is
+  /// the power map's exponent for L = 3. SLEEF otherwise.
+  static V pow(const V& x, const V& p) {
+    if (all((p == V(T(0.5))) & (x >= V(T(0))))) return (x + V(T(0))).sqrt();  // √(−0) = +0
+    return x.pow(p);
+  }
+
   static V abs(const V& x) { return x.abs(); }
   static V fma(const V& a, const V& b, const V& c) { return at::vec::fmadd(a, b, c); }
-  static V lt(const V& a, const V& b) { return a < b; }
-  static V eq(const V& a, const V& b) { return a == b; }
   static V select(const V& m, const V& if_true, const V& if_false) {
     return V::blendv(if_false, if_true, m);
   }

@@ -39,6 +39,11 @@ struct Ops<float> {
   MF_INLINE static float sinh(float x) { return ::sinhf(x); }
   MF_INLINE static bool lt(float a, float b) { return a < b; }
   MF_INLINE static bool eq(float a, float b) { return a == b; }
+  MF_INLINE static bool le(float a, float b) { return a <= b; }
+  MF_INLINE static bool land(bool a, bool b) { return a && b; }
+  MF_INLINE static bool lor(bool a, bool b) { return a || b; }
+  MF_INLINE static bool lnot(bool a) { return !a; }
+  MF_INLINE static bool all(bool a) { return a; }
   MF_INLINE static float select(bool m, float if_true, float if_false) {
     return m ? if_true : if_false;
   }
@@ -59,6 +64,11 @@ struct Ops<double> {
   MF_INLINE static double sinh(double x) { return ::sinh(x); }
   MF_INLINE static bool lt(double a, double b) { return a < b; }
   MF_INLINE static bool eq(double a, double b) { return a == b; }
+  MF_INLINE static bool le(double a, double b) { return a <= b; }
+  MF_INLINE static bool land(bool a, bool b) { return a && b; }
+  MF_INLINE static bool lor(bool a, bool b) { return a || b; }
+  MF_INLINE static bool lnot(bool a) { return !a; }
+  MF_INLINE static bool all(bool a) { return a; }
   MF_INLINE static double select(bool m, double if_true, double if_false) {
     return m ? if_true : if_false;
   }

@@ -82,43 +82,56 @@ struct PowerPotential {
   /// Solves u·(u²+β²)^{(L−2)/2} = a for u >= 0 (β > 0) by Newton's method
   /// started at `u0`, kept inside a bracket [lo, hi] that always holds the
   /// root: a step that would leave it bisects instead. Stops when the relative
-  /// change is below 2ε of the type. Scalar types only.
+  /// change is below 2ε of the type.
   ///
   /// The bracket: F(u) = u(u²+β²)^{(L−2)/2} − a is increasing, F(0) = −a ≤ 0,
   /// and F(max(β, (2a)^{1/(L−1)})) ≥ 0 for every L > 1.
-  MF_INLINE T solve_magnitude(T a, T u0, int* iterations = nullptr) const {
-    using O = Ops<T>;
+  ///
+  /// Written with masks so that it also runs lane-wise on SIMD vectors: each
+  /// lane keeps the value at which the scalar loop would have returned, and the
+  /// loop ends when every lane has (`iterations`: the iterations run).
+  template <class V>
+  MF_INLINE V solve_magnitude(V a, V u0, int* iterations = nullptr) const {
+    using O = Ops<V>;
+    using M = typename O::mask;
     if (iterations) *iterations = 0;
-    if (!(a > T(0))) return a == T(0) ? T(0) : a;  // 0, or NaN through
-    const T b2 = beta * beta;
-    const T half_l = L / 2 - 1;
-    T lo = T(0);
-    T hi = O::pow(T(2) * a, T(1) / (L - 1));
-    if (hi < beta) hi = beta;
-    if (!(hi <= std::numeric_limits<T>::max())) hi = std::numeric_limits<T>::max();
-    T u = (u0 > lo && u0 < hi) ? u0 : T(0.5) * hi;
-    const T tol = T(2) * epsilon_of<T>();
+    const V zero(T(0));
+    const V b2(beta * beta);
+    // a = 0 gives 0 and NaN passes through; such lanes are done at once.
+    M done = O::lnot(O::lt(zero, a));
+    V result = O::select(O::eq(a, zero), zero, a);
+    if (O::all(done)) return result;
+    V lo = zero;
+    V hi = O::pow(V(T(2)) * a, V(T(1) / (L - 1)));
+    hi = O::select(O::lt(hi, V(beta)), V(beta), hi);
+    hi = O::select(O::le(hi, V(std::numeric_limits<T>::max())), hi,
+                   V(std::numeric_limits<T>::max()));
+    V u = O::select(O::land(O::lt(lo, u0), O::lt(u0, hi)), u0, V(T(0.5)) * hi);
+    const V tol(T(2) * epsilon_of<T>());
     for (int it = 1; it <= kMaxIterations; ++it) {
       if (iterations) *iterations = it;
-      const T s = O::fma(u, u, b2);
-      const T p = O::pow(s, half_l);
-      const T f = u * p - a;
-      if (f == T(0)) return u;
-      if (f < T(0)) {
-        lo = u;
-      } else {
-        hi = u;
-      }
+      const V s = O::fma(u, u, b2);
+      const V p = O::pow(s, V(L / 2 - 1));
+      const V f = u * p - a;
+      const M root = O::land(O::lnot(done), O::eq(f, zero));
+      result = O::select(root, u, result);
+      done = O::lor(done, root);
+      const M below = O::lt(f, zero);
+      lo = O::select(below, u, lo);
+      hi = O::select(below, hi, u);
       // F'(u) = φ''(u) = (u²+β²)^{L/2−2}·((L−1)u²+β²) = p·((L−1)u²+β²)/s.
-      const T fp = p * O::fma(L - 1, u * u, b2) / s;
-      T next = u - f / fp;
+      const V fp = p * O::fma(V(L - 1), u * u, b2) / s;
+      const V next = u - f / fp;
       // A Newton step this small means u is the root up to rounding (checked
       // before the safeguard: the bracket may already have closed onto u).
-      if (O::abs(next - u) <= tol * u) return next;
-      if (!(next > lo && next < hi)) next = lo + T(0.5) * (hi - lo);
-      u = next;
+      const M converged = O::land(O::lnot(done), O::le(O::abs(next - u), tol * u));
+      result = O::select(converged, next, result);
+      done = O::lor(done, converged);
+      if (O::all(done)) return result;
+      u = O::select(O::land(O::lt(lo, next), O::lt(next, hi)), next,
+                    lo + V(T(0.5)) * (hi - lo));
     }
-    return u;
+    return O::select(done, result, u);
   }
 
   static constexpr int kMaxIterations = 100;
