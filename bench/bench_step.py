@@ -40,6 +40,8 @@ import parameter_sets as ps  # noqa: E402
 import step_report  # noqa: E402
 import step_timing  # noqa: E402
 
+#: Rounds in which the plain step is timed (it is slow, and many times the noise).
+PLAIN_ROUNDS = 3
 DEFAULT_OUT = os.path.join(os.path.dirname(os.path.abspath(__file__)), "results")
 
 
@@ -117,7 +119,8 @@ def bench_row(sb: SetBench, config: ps.StepConfig, rounds: int, min_sample_s: fl
         else:
             errors[f"sgd_{kind}"] = sgd_error
     fns["copy"] = sb.copies[config.bytes_per_element]
-    samples = step_timing.round_robin(fns, rounds, sb.device, min_sample_s)
+    samples = step_timing.round_robin(fns, rounds, sb.device, min_sample_s,
+                                      max_samples={"plain": min(rounds, PLAIN_ROUNDS)})
     ms = {name: 1e3 * step_timing.median(s) for name, s in samples.items()}
     peak = {"mirrorflow": step_timing.peak_extra_bytes(mine.step, sb.device)}
     if plain is not None:
@@ -147,7 +150,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--out", default=DEFAULT_OUT, help=f"output directory ({DEFAULT_OUT})")
     parser.add_argument("--quick", action="store_true", help="tiny sets and two rounds")
-    parser.add_argument("--rounds", type=int, help="samples per method (7; --quick: 2)")
+    parser.add_argument("--rounds", type=int,
+                        help=f"samples per method (5; --quick: 2; the plain step: at most "
+                             f"{PLAIN_ROUNDS})")
     parser.add_argument("--min-sample-ms", type=float, default=20.0,
                         help="back-to-back calls per sample until it lasts this long")
     parser.add_argument("--sets", nargs="+", help="parameter sets to run (default: all)")
@@ -158,7 +163,7 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                         help="keep the rows of an earlier run with the same settings")
     args = parser.parse_args(argv)
     if args.rounds is None:
-        args.rounds = 2 if args.quick else 7
+        args.rounds = 2 if args.quick else 5
     if args.rounds < 1:
         parser.error(f"--rounds must be >= 1, got {args.rounds}")
     if args.threads is not None and args.threads < 1:

@@ -1,5 +1,8 @@
 """The mirror step as a user would write it without mirrorflow: a loop over the
-parameter tensors, plain PyTorch operations, in the parameters' dtype.
+parameter tensors, plain PyTorch operations, in the parameters' dtype, one
+formula for every map through the map's functions (θ − η·M⁻¹(θ)⊙g, and
+∇φ*(∇φ(θ) − ηg) with MATH.md's stable form for the hyperbolic map). For the
+euclidean map the specialised baseline is torch.optim.SGD itself.
 
 It computes what ``mirrorflow.MirrorDescent`` computes (MATH.md §1-§2: the
 gradient transform of ``torch.optim.SGD``, the metric or dual update,
@@ -24,6 +27,13 @@ def inv_metric(x: torch.Tensor, mirror: str, beta: float, degree: float) -> torc
         return torch.sqrt(x * x + beta * beta)
     x2 = x * x
     return (x2 + beta * beta) ** (2 - degree / 2) / ((degree - 1) * x2 + beta * beta)
+
+
+def grad_phi(x: torch.Tensor, mirror: str, beta: float, degree: float) -> torch.Tensor:
+    """∇φ(x) of the euclidean and power maps (MATH.md §1)."""
+    if mirror == "euclidean":
+        return x.clone()
+    return x * (x * x + beta * beta) ** (degree / 2 - 1)
 
 
 def power_grad_conj(y: torch.Tensor, start: torch.Tensor, beta: float,
@@ -97,15 +107,11 @@ class PlainMirrorDescent(Optimizer):
                     mean = inv_metric(p, mirror, beta, degree).double().mean().item()
                     lr = 0.0 if mean == 0 else lr / mean
                 if group["update"] == "metric":
-                    if mirror == "euclidean":
-                        p.add_(g, alpha=-lr)
-                    else:
-                        p.add_(inv_metric(p, mirror, beta, degree) * g, alpha=-lr)
-                elif mirror == "euclidean":
-                    p.add_(g, alpha=-lr)
+                    p.sub_(lr * inv_metric(p, mirror, beta, degree) * g)
                 elif mirror == "hyperbolic":
                     z = lr * g
                     p.copy_(p * torch.cosh(z) - torch.sqrt(p * p + beta * beta) * torch.sinh(z))
                 else:
-                    y = p * (p * p + beta * beta) ** (degree / 2 - 1) - lr * g
-                    p.copy_(power_grad_conj(y, p.abs(), beta, degree))
+                    y = grad_phi(p, mirror, beta, degree) - lr * g
+                    p.copy_(y if mirror == "euclidean" else
+                            power_grad_conj(y, p.abs(), beta, degree))

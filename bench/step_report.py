@@ -66,7 +66,8 @@ def markdown(result: dict) -> str:
         f"torch.get_num_threads() = {m['torch_threads']}, CPU capability "
         f"{m['cpu_capability']}; PyTorch {m['torch']}, mirrorflow {m['mirrorflow']}; load "
         f"average {result['load_before']} before, {result['load_after']} after; "
-        f"{s['rounds']} interleaved rounds, median; float32; lr 1e-3, momentum 0.9 where on.",
+        f"{s['rounds']} interleaved rounds (the plain step: at most 3), median; float32; "
+        f"lr 1e-3, momentum 0.9 where on.",
         "",
         f"Command: `{result['command']}` ({result['seconds']:.0f} s, started "
         f"{result['started']})",

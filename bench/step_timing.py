@@ -58,15 +58,20 @@ def calls_per_sample(fn: Callable[[], object], device: str, min_sample_s: float,
 
 
 def round_robin(fns: dict[str, Callable[[], object]], rounds: int, device: str,
-                min_sample_s: float) -> dict[str, list[float]]:
-    """Per-call seconds of each function, one sample per round, interleaved."""
+                min_sample_s: float, max_samples: Optional[dict[str, int]] = None,
+                ) -> dict[str, list[float]]:
+    """Per-call seconds of each function, one sample per round, interleaved;
+    `max_samples` caps the samples of slow functions (they stop taking part in
+    later rounds: their time is large against the noise anyway)."""
     calls = {name: calls_per_sample(fn, device, min_sample_s) for name, fn in fns.items()}
+    cap = max_samples or {}
     names = list(fns)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
-            samples[name].append(sample_seconds(fns[name], calls[name], device))
+            if len(samples[name]) < cap.get(name, rounds):
+                samples[name].append(sample_seconds(fns[name], calls[name], device))
     return samples
 
 
