@@ -74,12 +74,14 @@ void step_cpu(detail::StepCall& call) {
       if (has_momentum) {
         FlatView bv = view_like(call.momentum_buffers[i], pv.flat);
         t.momentum_buffer = bv.flat.data_ptr();
-        t.first_step = call.steps[i].item<double>() == 0;
+        // One-element CPU tensors (checked in make_step_call): read in place, as
+        // .item() costs a dispatcher call per tensor.
+        t.first_step = *call.steps[i].data_ptr<float>() == 0;
         views.push_back(bv);
       }
       if (o.normalize) {
         if (call.metric_means_valid[i]) {
-          t.scale = step_scale(lr, call.metric_means[i].item<double>(), true);
+          t.scale = step_scale(lr, *call.metric_means[i].data_ptr<double>(), true);
         } else {
           stale.push_back(t);
           stale_pos.push_back(tasks.size());
@@ -104,12 +106,13 @@ void step_cpu(detail::StepCall& call) {
     run_tasks(config, dtype, tasks, /*mean_only=*/false);
     for (const FlatView& v : views) write_back(v);
     for (std::size_t k = 0; k < indices.size(); ++k) {
-      if (o.normalize) call.metric_means[indices[k]].fill_(tasks[k].mean_out);
+      if (o.normalize) *call.metric_means[indices[k]].data_ptr<double>() = tasks[k].mean_out;
     }
   }
   if (skipped) return;
+  // Written in place above; bump_versions marks them changed.
   if (has_momentum) {
-    for (auto& s : call.steps) s.add_(1);
+    for (auto& s : call.steps) *s.data_ptr<float>() += 1;
   }
   detail::bump_versions(call);
 }
