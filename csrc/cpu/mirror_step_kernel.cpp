@@ -42,13 +42,19 @@ static_assert(kChunk % kBlock == 0 && kBlock % 64 == 0, "chunks hold whole block
 template <UpdateKind U, bool Momentum, class Map, class T>
 void step_span(const Map& map, T* x, T* g, T* buf, int64_t n, const core::ElementStep<T>& s) {
   using V = Vec<T>;
+  const bool plain = !Momentum && !s.unscale && !s.transform.maximize &&
+                     s.transform.weight_decay == T(0);
   for (int64_t i = 0; i < n; i += V::size()) {
     const int64_t m = std::min<int64_t>(V::size(), n - i);
     V xv = V::loadu(x + i, m);
     V gv = V::loadu(g + i, m);
     V bv;
     if constexpr (Momentum) bv = V::loadu(buf + i, m);
-    core::step_element<U, Momentum>(map, xv, gv, bv, s);
+    if (plain) {
+      xv = core::mirror_update<U>(map, xv, gv, V(s.scale));
+    } else {
+      core::step_element<U, Momentum>(map, xv, gv, bv, s);
+    }
     xv.store(x + i, m);
     if (s.unscale) gv.store(g + i, m);
     if constexpr (Momentum) bv.store(buf + i, m);
