@@ -169,10 +169,10 @@ def horizon_margin(
         numerator = soft_min_margin(outputs, labels)
     else:
         numerator = float(sample_margins(outputs.detach().double(), labels).min())
-    horizon = torch.cat([p.detach().reshape(-1).double() for p in params]).abs().pow(degree).sum()
-    if not float(horizon) > 0:
+    norm = _layer_norm(list(params), degree)  # (Σⱼ|θⱼ|^L)^{1/L}
+    if not float(norm) > 0:
         raise ValueError("horizon_margin: every parameter is 0; the margin is undefined")
-    return numerator / float(horizon.pow(homogeneity / degree))
+    return numerator / float(norm.pow(homogeneity))
 
 
 def _balance_terms(t: torch.Tensor, mirror: str, beta: float, degree: float) -> torch.Tensor:
