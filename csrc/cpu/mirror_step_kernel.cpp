@@ -31,68 +31,190 @@ using core::UpdateKind;
 template <class T>
 using Vec = at::vec::Vectorized<T>;
 
+// The loops below inline every call in them (the maps' functions and the
+// vector primitives), whatever the compiler's inlining budget: an out-of-line
+// call in a loop costs more than the arithmetic it does.
+#if defined(__GNUC__) || defined(__clang__)
+#define MF_FLATTEN __attribute__((flatten))
+#else
+#define MF_FLATTEN
+#endif
+
 // Elements converted at a time for float16/bfloat16 (three stack buffers).
 constexpr int64_t kBlock = 1024;
 // Partial sums of the mean are kept in 8 double lanes, indexed by element.
 constexpr int kLanes = 8;
 static_assert(kChunk % kBlock == 0 && kBlock % 64 == 0, "chunks hold whole blocks");
 
-// Updates n contiguous compute-type elements in place, SIMD-wide (the power
-// map's dual update too: its Newton solve runs lane-wise).
-template <UpdateKind U, bool Momentum, class Map, class T>
-void step_span(const Map& map, T* x, T* g, T* buf, int64_t n, const core::ElementStep<T>& s) {
+// Running sums of 1/φ'' over one work item in kLanes double lanes: element i of
+// the item goes to lane i mod kLanes, whatever the SIMD width, and each lane
+// adds its elements in order, so the sum does not depend on the CPU capability.
+// The lanes live in one or two double vectors (registers in the loops below,
+// hence two named members rather than an array); `add` takes the values of
+// whole groups of kGroup elements, `add_tail` those of the item's last,
+// partial group.
+template <class T>
+struct LaneSums {
   using V = Vec<T>;
-  // Without momentum, unscaling, maximize or weight decay the step is the mirror
-  // update alone; the full transform's runtime branches cost ~20 % on the CPU.
-  const bool plain = !Momentum && !s.unscale && !s.transform.maximize &&
-                     s.transform.weight_decay == T(0);
-  for (int64_t i = 0; i < n; i += V::size()) {
-    const int64_t m = std::min<int64_t>(V::size(), n - i);
-    V xv = V::loadu(x + i, m);
-    V gv = V::loadu(g + i, m);
-    V bv;
-    if constexpr (Momentum) bv = V::loadu(buf + i, m);
-    if (plain) {
-      xv = core::mirror_update<U>(map, xv, gv, V(s.scale));
+  using D = Vec<double>;
+  static constexpr int64_t kSize = V::size();
+  static constexpr int64_t kWide = D::size();
+  static constexpr int64_t kGroup = kSize > kLanes ? kSize : kLanes;  // both powers of two
+  static_assert(kLanes == kWide || kLanes == 2 * kWide, "8 lanes are one or two vectors");
+  static_assert(kGroup % kSize == 0 && (std::is_same_v<T, double> || kSize == 2 * kWide),
+                "lanes tile the vectors");
+  D low = D(0.0);   // lanes [0, kWide)
+  D high = D(0.0);  // lanes [kWide, 2·kWide) when kLanes = 2·kWide
+
+  void add_wide(const D& w, int64_t lane) {
+    if (kLanes == kWide || lane < kWide) {
+      low += w;
+    } else {
+      high += w;
+    }
+  }
+  // The vector of values at element offset `at` (a multiple of kSize) of a group.
+  void add(const V& v, int64_t at) {
+    if constexpr (std::is_same_v<T, double>) {
+      add_wide(v, at % kLanes);
+    } else {
+      D first;
+      D second;
+      core::widen(v, first, second);
+      add_wide(first, at % kLanes);
+      add_wide(second, (at + kWide) % kLanes);
+    }
+  }
+  // The first m values of v, the elements at offset `at` of the item's last group.
+  void add_tail(const V& v, int64_t at, int64_t m) {
+    alignas(64) T narrow[kSize];
+    alignas(64) double lanes[2 * kWide];
+    v.store(narrow);
+    low.store(lanes);
+    high.store(lanes + kWide);
+    for (int64_t j = 0; j < m; ++j) lanes[(at + j) % kLanes] += static_cast<double>(narrow[j]);
+    low = D::loadu(lanes);
+    high = D::loadu(lanes + kWide);
+  }
+  double total() const {
+    alignas(64) double lanes[2 * kWide];
+    low.store(lanes);
+    high.store(lanes + kWide);
+    double sum = 0;
+    for (int k = 0; k < kLanes; ++k) sum += lanes[k];
+    return sum;
+  }
+};
+
+// Where a deferred pass keeps the inputs it overwrites (g only when unscaling).
+template <class T>
+struct Kept {
+  T* x = nullptr;
+  T* g = nullptr;
+  T* b = nullptr;
+};
+
+// Updates n contiguous compute-type elements in place, SIMD-wide on vectors W
+// (Vec<T>, or Deferred<T>: see vectorized_ops.h), the power map's dual update
+// too (its Newton solve runs lane-wise). `Plain`: no momentum, unscaling,
+// maximize or weight decay, so the step is the mirror update alone (the full
+// transform's runtime branches cost ~20 % on the CPU). `Track`: adds
+// 1/φ''(θ⁺) into `item_sums` while θ⁺ is still in registers, so a normalised
+// step reads and writes each element once. The map and the scalars come by
+// value: held in registers, not reloaded after every store to x.
+template <UpdateKind U, bool Momentum, bool Plain, bool Track, class W, class Map, class T>
+MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const core::ElementStep<T> s,
+                          LaneSums<T>& item_sums, const Kept<T>& kept) {
+  constexpr int64_t kSize = W::size();
+  constexpr bool kKeep = std::is_same_v<W, core::Deferred<T>>;
+  constexpr int64_t kGroup = LaneSums<T>::kGroup;
+  LaneSums<T> sums = item_sums;  // a local copy stays in registers
+  const W scale(s.scale);
+  auto one = [&](int64_t i, int64_t m) {
+    W xv = W::loadu(x + i, m);
+    W gv = W::loadu(g + i, m);
+    W bv;
+    if constexpr (Momentum) bv = W::loadu(buf + i, m);
+    if constexpr (kKeep) {
+      xv.store(kept.x + i, m);
+      if (kept.g) gv.store(kept.g + i, m);
+      if constexpr (Momentum) bv.store(kept.b + i, m);
+    }
+    if constexpr (Plain) {
+      xv = core::mirror_update<U>(map, xv, gv, scale);
     } else {
       core::step_element<U, Momentum>(map, xv, gv, bv, s);
     }
     xv.store(x + i, m);
-    if (s.unscale) gv.store(g + i, m);
+    if constexpr (!Plain) {
+      if (s.unscale) gv.store(g + i, m);
+    }
     if constexpr (Momentum) bv.store(buf + i, m);
-  }
-}
-
-// Adds 1/φ''(x) of n elements into the lanes; element i goes to lane i mod 8
-// (blocks start at multiples of 8), whatever the SIMD width, and each lane adds
-// its elements in order. Whole groups of elements are added with the lanes in
-// double vectors held in registers; the tail element by element.
-template <class Map, class T>
-void add_inv_metric(const Map& map, const T* x, int64_t n, double (&lanes)[kLanes]) {
-  using V = Vec<T>;
-  using D = Vec<double>;
-  constexpr int64_t kSize = V::size();
-  constexpr int64_t kWide = D::size();
-  constexpr int64_t kGroup = kSize > kLanes ? kSize : kLanes;  // both powers of two
-  static_assert(kGroup % kSize == 0 && kLanes % kWide == 0, "lanes tile the vectors");
-  D acc[kLanes / kWide];
-  for (int64_t k = 0; k < kLanes / kWide; ++k) acc[k] = D::loadu(lanes + k * kWide);
-  alignas(64) T tmp[kGroup];
-  alignas(64) double wide[kGroup];
+    return xv;
+  };
   int64_t i = 0;
   for (; i + kGroup <= n; i += kGroup) {
-    for (int64_t j = 0; j < kGroup; j += kSize) map.inv_metric(V::loadu(x + i + j)).store(tmp + j);
-    for (int64_t j = 0; j < kGroup; ++j) wide[j] = static_cast<double>(tmp[j]);
-    for (int64_t j = 0; j < kGroup / kWide; ++j) {
-      acc[j % (kLanes / kWide)] += D::loadu(wide + j * kWide);
+    for (int64_t j = 0; j < kGroup; j += kSize) {
+      const W xv = one(i + j, kSize);
+      if constexpr (Track) sums.add(map.inv_metric(xv), j);
     }
   }
-  for (int64_t k = 0; k < kLanes / kWide; ++k) acc[k].store(lanes + k * kWide);
   for (; i < n; i += kSize) {
     const int64_t m = std::min<int64_t>(kSize, n - i);
-    map.inv_metric(V::loadu(x + i, m)).store(tmp);
-    for (int64_t j = 0; j < m; ++j) lanes[(i + j) % kLanes] += static_cast<double>(tmp[j]);
+    const W xv = one(i, m);
+    if constexpr (Track) sums.add_tail(map.inv_metric(xv), i % kGroup, m);
   }
+  item_sums = sums;
+}
+
+// Adds 1/φ''(x) of n elements (the item's, in order) into `item_sums`.
+template <class W, class Map, class T>
+MF_FLATTEN void add_inv_metric(const Map map, const T* x, int64_t n, LaneSums<T>& item_sums) {
+  constexpr int64_t kSize = W::size();
+  constexpr int64_t kGroup = LaneSums<T>::kGroup;
+  LaneSums<T> sums = item_sums;
+  int64_t i = 0;
+  for (; i + kGroup <= n; i += kGroup) {
+    for (int64_t j = 0; j < kGroup; j += kSize) {
+      sums.add(map.inv_metric(W(W::loadu(x + i + j))), j);
+    }
+  }
+  for (; i < n; i += kSize) {
+    const int64_t m = std::min<int64_t>(kSize, n - i);
+    sums.add_tail(map.inv_metric(W(W::loadu(x + i, m))), i % kGroup, m);
+  }
+  item_sums = sums;
+}
+
+// Names a vector type in a generic lambda's argument.
+template <class W>
+struct VectorType {
+  using type = W;
+};
+
+// Elements per block of a deferred pass: a block's saved inputs stay in L1.
+constexpr int64_t kDeferBlock = 512;
+static_assert(kChunk % kDeferBlock == 0 && kDeferBlock % 64 == 0, "whole groups per block");
+
+// Runs a pass over [0, count) in blocks: `deferred(b, n)` (on Deferred<T>),
+// after `save(b, n)` has kept what it changes; a block in which some fast path
+// missed is put back by `restore(b, n)` and recomputed by `exact(b, n)` (on
+// Vec<T>), and so is the rest of the item, whose values evidently leave the
+// fast ranges. Either way every element gets the bits `exact` gives it.
+template <class Save, class Restore, class Fast, class Exact>
+void deferred_blocks(int64_t count, Save save, Restore restore, Fast deferred, Exact exact) {
+  int64_t b = 0;
+  for (; b < count; b += kDeferBlock) {
+    const int64_t n = std::min(kDeferBlock, count - b);
+    save(b, n);
+    const uint64_t misses = core::fast_path_misses.load(std::memory_order_relaxed);
+    deferred(b, n);
+    if (core::fast_path_misses.load(std::memory_order_relaxed) != misses) {
+      restore(b, n);
+      break;
+    }
+  }
+  if (b < count) exact(b, count - b);
 }
 
 // Maps whose inverse metric is 1 everywhere (euclidean; power with L = 2): the
@@ -124,22 +246,65 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
       config.unscale};
   const bool unit = unit_inv_metric<K>(map);
   const bool want_sum = (mean_only || config.track_mean) && !unit;
+  const bool plain = !Momentum && !s.unscale && !s.transform.maximize &&
+                     s.transform.weight_decay == T(0);
   const int64_t count = end - begin;
   if (unit && mean_only) return static_cast<double>(count);
-  double lanes[kLanes] = {};
+  LaneSums<T> sums;
   auto* param = static_cast<scalar_t*>(task.param) + begin;
   auto* grad = static_cast<scalar_t*>(task.grad) + begin;
   auto* buf = Momentum ? static_cast<scalar_t*>(task.momentum_buffer) + begin : nullptr;
+  // The loop of this step on vectors W, chosen once per item; `track` (a
+  // std::bool_constant) adds the sum of 1/φ''(θ⁺).
+  Kept<T> kept;
+  auto span = [&](auto w, auto track, T* x, T* g, T* b, int64_t n) {
+    using W = typename decltype(w)::type;
+    constexpr bool kTrack = decltype(track)::value;
+    if constexpr (Momentum) {
+      step_span<U, true, false, kTrack, W>(map, x, g, b, n, s, sums, kept);
+    } else if (plain) {
+      step_span<U, false, true, kTrack, W>(map, x, g, b, n, s, sums, kept);
+    } else {
+      step_span<U, false, false, kTrack, W>(map, x, g, b, n, s, sums, kept);
+    }
+  };
+  using Exact = VectorType<Vec<T>>;
+  using Fast = VectorType<core::Deferred<T>>;
 
   if constexpr (std::is_same_v<scalar_t, T>) {
-    // float and double: straight on the tensors' memory, a block at a time so
-    // that the sum reads values still in cache.
-    for (int64_t b = 0; b < count; b += kBlock) {
-      const int64_t n = std::min(kBlock, count - b);
-      if (!mean_only) {
-        step_span<U, Momentum>(map, param + b, grad + b, Momentum ? buf + b : nullptr, n, s);
-      }
-      if (want_sum) add_inv_metric(map, param + b, n, lanes);
+    // float and double: straight on the tensors' memory, in one pass, with the
+    // deferred fast paths; `kept` holds a block's inputs until it is checked.
+    LaneSums<T> kept_sums;
+    alignas(64) T kept_x[kDeferBlock];
+    alignas(64) T kept_g[kDeferBlock];
+    alignas(64) T kept_b[kDeferBlock];
+    const bool keep_g = !mean_only && s.unscale;
+    kept = Kept<T>{kept_x, keep_g ? kept_g : nullptr, kept_b};
+    // The deferred pass itself stores the inputs it overwrites into `kept`.
+    auto save = [&](int64_t, int64_t) { kept_sums = sums; };
+    auto restore = [&](int64_t b, int64_t n) {
+      sums = kept_sums;
+      if (mean_only) return;
+      std::copy(kept_x, kept_x + n, param + b);
+      if (keep_g) std::copy(kept_g, kept_g + n, grad + b);
+      if constexpr (Momentum) std::copy(kept_b, kept_b + n, buf + b);
+    };
+    auto pass = [&](auto w) {
+      return [&, w](int64_t b, int64_t n) {
+        using W = typename decltype(w)::type;
+        if (mean_only) {
+          add_inv_metric<W>(map, param + b, n, sums);
+        } else if (want_sum) {
+          span(w, std::true_type{}, param + b, grad + b, Momentum ? buf + b : nullptr, n);
+        } else {
+          span(w, std::false_type{}, param + b, grad + b, Momentum ? buf + b : nullptr, n);
+        }
+      };
+    };
+    if (unit) {
+      pass(Exact{})(0, count);  // x + s·g: no fast path to defer
+    } else {
+      deferred_blocks(count, save, restore, pass(Fast{}), pass(Exact{}));
     }
   } else {
     // float16 and bfloat16: convert a block to float, compute, round once.
@@ -152,20 +317,18 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
       if (!mean_only) {
         at::vec::convert(grad + b, gs, n);
         if constexpr (Momentum) at::vec::convert(buf + b, bs, n);
-        step_span<U, Momentum>(map, xs, gs, bs, n, s);
+        span(Exact{}, std::false_type{}, xs, gs, bs, n);
         at::vec::convert(xs, param + b, n);
         if (s.unscale) at::vec::convert(gs, grad + b, n);
         if constexpr (Momentum) at::vec::convert(bs, buf + b, n);
         // The mean must be that of the values stored, after rounding.
         if (want_sum) at::vec::convert(param + b, xs, n);
       }
-      if (want_sum) add_inv_metric(map, xs, n, lanes);
+      if (want_sum) add_inv_metric<Vec<T>>(map, xs, n, sums);
     }
   }
   if (unit) return static_cast<double>(count);
-  double sum = 0;
-  for (double lane : lanes) sum += lane;
-  return sum;
+  return sums.total();
 }
 
 struct WorkItem {

@@ -7,19 +7,43 @@
 // either way the result is within about one ulp of the true value, as SLEEF's.
 // Which path a lane takes depends on that lane alone, so an element's result
 // does not depend on its neighbours in the vector.
+//
+// A call into SLEEF inside a loop makes the compiler keep the loop's values in
+// memory rather than registers, even when the call never happens. So the hot
+// loops run on `Deferred<T>`, a Vectorized<T> whose Ops never call SLEEF: a
+// lane outside a fast path's range only counts a miss (fast_path_misses) and
+// gets the fast value; the kernel then recomputes that block with
+// Vectorized<T> (mirror_step_kernel.cpp). Where no lane misses, both give the
+// same bits, since they compute the same fast values.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
 
+#include <atomic>
+#include <cstdint>
 #include <type_traits>
 
 #include "mirrorflow/core/math_ops.h"
 
 namespace mirrorflow::core {
 
+/// Lanes that met a deferred fast path outside its range, counted over all
+/// threads (only ever compared before and after a block, by the same thread).
+inline std::atomic<uint64_t> fast_path_misses{0};
+
+/// Vectorized<T> on which the fast paths of Ops defer their fallback (above).
 template <class T>
-struct Ops<at::vec::Vectorized<T>> {
-  using V = at::vec::Vectorized<T>;
+struct Deferred : at::vec::Vectorized<T> {
+  using Base = at::vec::Vectorized<T>;
+  using Base::Base;
+  Deferred() = default;
+  Deferred(const Base& v) : Base(v) {}  // NOLINT(google-explicit-constructor): results of Base ops
+};
+
+/// The primitives on W = Vectorized<T> or Deferred<T>.
+template <class W, class T, bool Defer>
+struct VectorOps {
+  using V = W;
   using scalar = T;
   using mask = V;
 
@@ -37,21 +61,27 @@ struct Ops<at::vec::Vectorized<T>> {
   template <class Slow>
   static V with_fallback(const V& use_fast, const V& fast, Slow slow) {
     if (all(use_fast)) return fast;
-    return V::blendv(slow(), fast, use_fast);
+    if constexpr (Defer) {
+      fast_path_misses.fetch_add(1, std::memory_order_relaxed);
+      return fast;
+    } else {
+      return V::blendv(slow(), fast, use_fast);
+    }
   }
 
   static V sqrt(const V& x) { return x.sqrt(); }
 
-  /// √(x²+y²) rounded three times (≤ 1.5 ulp) where max(|x|,|y|) lies in a
-  /// range in which neither square can overflow nor lose bits to underflow
-  /// (√(x·x) is then |x| exactly); SLEEF's hypot in the lanes outside it (also
-  /// NaN and ±inf).
+  /// √(x²+y²) rounded three times (≤ 1.5 ulp) where q = fma(x, x, y·y) lies in
+  /// a range in which neither square can overflow and the bits the smaller one
+  /// loses to underflow are far below an ulp of q (√(x·x) is then |x|
+  /// exactly); SLEEF's hypot in the lanes outside it (also NaN and ±inf). The
+  /// test is on q, which is computed anyway: two comparisons per vector.
   static V hypot(const V& x, const V& y) {
-    constexpr T kSmall = std::is_same_v<T, double> ? 0x1p-480 : 0x1p-50f;
-    constexpr T kBig = std::is_same_v<T, double> ? 0x1p500 : 0x1p60f;
-    const V m = at::vec::maximum(x.abs(), y.abs());
-    const V fast = (m >= V(kSmall)) & (m <= V(kBig));
-    return with_fallback(fast, fma(x, x, y * y).sqrt(), [&] { return x.hypot(y); });
+    constexpr T kLow = std::is_same_v<T, double> ? 0x1p-960 : 0x1p-100f;
+    constexpr T kHigh = std::is_same_v<T, double> ? 0x1p1000 : 0x1p120f;
+    const V q = fma(x, x, y * y);
+    const V fast = (q >= V(kLow)) & (q <= V(kHigh));
+    return with_fallback(fast, q.sqrt(), [&] { return x.hypot(y); });
   }
 
   /// expm1 by its Taylor polynomial in the lanes where |x| ≤ r (float: r = 1/16, up to
@@ -92,5 +122,33 @@ struct Ops<at::vec::Vectorized<T>> {
     return V::blendv(if_false, if_true, m);
   }
 };
+
+template <class T>
+struct Ops<at::vec::Vectorized<T>> : VectorOps<at::vec::Vectorized<T>, T, false> {};
+
+/// The lower and upper halves of a float vector as double vectors, exactly.
+inline void widen(const at::vec::Vectorized<float>& v, at::vec::Vectorized<double>& low,
+                  at::vec::Vectorized<double>& high) {
+#if defined(CPU_CAPABILITY_AVX512)
+  const __m512 x = v;
+  low = _mm512_cvtps_pd(_mm512_castps512_ps256(x));
+  high = _mm512_cvtps_pd(_mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(x), 1)));
+#elif defined(CPU_CAPABILITY_AVX2)
+  const __m256 x = v;
+  low = _mm256_cvtps_pd(_mm256_castps256_ps128(x));
+  high = _mm256_cvtps_pd(_mm256_extractf128_ps(x, 1));
+#else
+  using D = at::vec::Vectorized<double>;
+  static_assert(at::vec::Vectorized<float>::size() == 2 * D::size(), "a float vector is two doubles");
+  alignas(64) float narrow[2 * D::size()];
+  alignas(64) double wide[2 * D::size()];
+  v.store(narrow);
+  for (int64_t j = 0; j < 2 * D::size(); ++j) wide[j] = static_cast<double>(narrow[j]);
+  low = D::loadu(wide);
+  high = D::loadu(wide + D::size());
+#endif
+}
+template <class T>
+struct Ops<Deferred<T>> : VectorOps<Deferred<T>, T, true> {};
 
 }  // namespace mirrorflow::core
