@@ -97,3 +97,8 @@ def test_normalising_mean_tracked_through_a_recomputed_block(mirror, update, kw,
     fresh.step()
     assert torch.equal(q, p)
     assert torch.equal(tracked._metric_mean(p), fresh._metric_mean(q))
+    # and both are the mean of 1/φ'' element by element (in another order of addition)
+    terms = mirrorflow.map_eval(p.detach(), mirror, "inv_metric", beta=kw["beta"],
+                                degree=kw.get("degree", 3.0))
+    expected = terms.double().mean()
+    assert abs(tracked._metric_mean(p).item() / expected.item() - 1) < 1e-12
