@@ -89,22 +89,31 @@ struct VectorOps {
   /// rounding error about half an ulp): mirror steps exponentiate η·g, which is
   /// small. SLEEF in the other lanes. Exactly 0 at 0.
   static V expm1(const V& x) {
+    V pos;
+    V neg;
+    expm1_pair(x, pos, neg);
+    return pos;
+  }
+
+  /// expm1(x) and expm1(−x) as above, from one evaluation of the even and odd
+  /// parts of the polynomial: expm1(±x) = ±x + x²·(E(x²) ± x·O(x²)).
+  static void expm1_pair(const V& x, V& pos, V& neg) {
+    const V x2 = x * x;
+    V even;
+    V odd;
     if constexpr (std::is_same_v<T, double>) {
-      V p(1.0 / 40320);
-      p = fma(p, x, V(1.0 / 5040));
-      p = fma(p, x, V(1.0 / 720));
-      p = fma(p, x, V(1.0 / 120));
-      p = fma(p, x, V(1.0 / 24));
-      p = fma(p, x, V(1.0 / 6));
-      p = fma(p, x, V(0.5));
-      return with_fallback(x.abs() <= V(0x1p-5), fma(p, x * x, x), [&] { return x.expm1(); });
+      even = fma(fma(fma(V(1.0 / 40320), x2, V(1.0 / 720)), x2, V(1.0 / 24)), x2, V(0.5));
+      odd = fma(fma(V(1.0 / 5040), x2, V(1.0 / 120)), x2, V(1.0 / 6));
     } else {
-      V p(1.0f / 120);
-      p = fma(p, x, V(1.0f / 24));
-      p = fma(p, x, V(1.0f / 6));
-      p = fma(p, x, V(0.5f));
-      return with_fallback(x.abs() <= V(0x1p-4f), fma(p, x * x, x), [&] { return x.expm1(); });
+      even = fma(V(1.0f / 24), x2, V(0.5f));
+      odd = fma(V(1.0f / 120), x2, V(1.0f / 6));
     }
+    constexpr T kRange = std::is_same_v<T, double> ? 0x1p-5 : 0x1p-4f;
+    const V fast = x.abs() <= V(kRange);
+    const V x_odd = x * odd;
+    const V minus_x = V(T(0)) - x;
+    pos = with_fallback(fast, fma(even + x_odd, x2, x), [&] { return x.expm1(); });
+    neg = with_fallback(fast, fma(even - x_odd, x2, minus_x), [&] { return minus_x.expm1(); });
   }
 
   static V log1p(const V& x) { return x.log1p(); }

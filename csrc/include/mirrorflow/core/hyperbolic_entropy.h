@@ -53,8 +53,9 @@ struct HyperbolicEntropy {
     using O = Ops<V>;
     const V b(beta);
     const V z = V(0) - s * g;
-    const V em_pos = O::expm1(z);
-    const V em_neg = O::expm1(V(0) - z);
+    V em_pos;
+    V em_neg;
+    O::expm1_pair(z, em_pos, em_neg);
     const V ax = O::abs(x);
     const V c = b * (b / (O::hypot(x, b) + ax));
     const V decay = V(1) + O::select(O::lt(x, V(0)), em_pos, em_neg);

@@ -31,6 +31,11 @@ struct Ops<float> {
   MF_INLINE static float sqrt(float x) { return ::sqrtf(x); }
   MF_INLINE static float hypot(float x, float y) { return ::hypotf(x, y); }
   MF_INLINE static float expm1(float x) { return ::expm1f(x); }
+  /// expm1(x) and expm1(−x).
+  MF_INLINE static void expm1_pair(float x, float& pos, float& neg) {
+    pos = ::expm1f(x);
+    neg = ::expm1f(-x);
+  }
   MF_INLINE static float log1p(float x) { return ::log1pf(x); }
   MF_INLINE static float pow(float x, float p) { return ::powf(x, p); }
   MF_INLINE static float abs(float x) { return ::fabsf(x); }
@@ -56,6 +61,10 @@ struct Ops<double> {
   MF_INLINE static double sqrt(double x) { return ::sqrt(x); }
   MF_INLINE static double hypot(double x, double y) { return ::hypot(x, y); }
   MF_INLINE static double expm1(double x) { return ::expm1(x); }
+  MF_INLINE static void expm1_pair(double x, double& pos, double& neg) {
+    pos = ::expm1(x);
+    neg = ::expm1(-x);
+  }
   MF_INLINE static double log1p(double x) { return ::log1p(x); }
   MF_INLINE static double pow(double x, double p) { return ::pow(x, p); }
   MF_INLINE static double abs(double x) { return ::fabs(x); }
