@@ -1,6 +1,7 @@
 # make test  — set up (once), build, run every C++ and Python test
 # make demo  — set up (once), build, run the student–teacher comparison
 # make bench — the CPU benchmark table of docs/benchmarks.md
+# make bench-cpp — where the CPU step's time goes (Google Benchmark, data in cache)
 # make gpu-check — on a GPU machine: build, GPU tests, GPU benchmark (scripts/gpu_check.sh)
 SHELL := /bin/bash
 VENV ?= .venv
@@ -8,7 +9,7 @@ PY := $(VENV)/bin/python
 JOBS ?= $(shell nproc)
 export CMAKE_BUILD_PARALLEL_LEVEL := $(JOBS)
 
-.PHONY: all setup build test test-cpp test-python demo bench gpu-check clean run-ctest run-pytest
+.PHONY: all setup build test test-cpp test-python demo bench bench-cpp gpu-check clean run-ctest run-pytest
 
 all: test
 
@@ -45,6 +46,9 @@ demo: build
 
 bench: build
 	@$(PY) bench/bench_step.py --device cpu
+
+bench-cpp: build
+	@build/bench/kernel_throughput
 
 gpu-check:
 	@PYTHON=$(if $(wildcard $(PY)),$(PY),python3) scripts/gpu_check.sh

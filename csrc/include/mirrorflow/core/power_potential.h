@@ -15,6 +15,19 @@ struct PowerPotential {
   using scalar = T;
   T L;
   T beta;
+  // Derived from L and β (default member initialisers run after them, in order).
+  T beta_sq = beta * beta;
+  /// L = 3, the case of the experiments: the exponents 2 − L/2, L/2 − 1 and
+  /// 1/(L−1) are then all 1/2, and what is raised to them is >= 0 (or NaN), so
+  /// `power` takes the correctly rounded √ without testing the exponent per
+  /// element.
+  bool sqrt_powers = L == T(3);
+
+  /// q^e for q >= 0 (or NaN), e one of the exponents above.
+  template <class V>
+  MF_INLINE V power(V q, T e) const {
+    return sqrt_powers ? Ops<V>::sqrt(q) : Ops<V>::pow(q, V(e));
+  }
 
   MF_INLINE T degree() const { return L; }
   MF_INLINE bool is_quadratic() const { return L == T(2); }
@@ -37,8 +50,7 @@ struct PowerPotential {
     using O = Ops<V>;
     if (is_quadratic()) return x;
     if (beta == T(0)) return with_sign_of(x, O::pow(O::abs(x), V(L - 1)));
-    const V b(beta);
-    return x * O::pow(O::fma(x, x, b * b), V(L / 2 - 1));
+    return x * power(O::fma(x, x, V(beta_sq)), L / 2 - 1);
   }
 
   /// 1/φ''(x) = (x²+β²)^{2−L/2} / ((L−1)x²+β²)  (β = 0: |x|^{2−L}/(L−1)).
@@ -47,9 +59,9 @@ struct PowerPotential {
     using O = Ops<V>;
     if (is_quadratic()) return V(1);
     if (beta == T(0)) return O::pow(O::abs(x), V(2 - L)) / V(L - 1);
-    const V b2 = V(beta) * V(beta);
+    const V b2(beta_sq);
     const V x2 = x * x;
-    return O::pow(x2 + b2, V(2 - L / 2)) / O::fma(V(L - 1), x2, b2);
+    return power(x2 + b2, 2 - L / 2) / O::fma(V(L - 1), x2, b2);
   }
 
   /// φ*(∇φ(x)) = x·∇φ(x) − φ(x).
@@ -64,7 +76,7 @@ struct PowerPotential {
   MF_INLINE V grad_conj(V y) const {
     using O = Ops<V>;
     if (is_quadratic()) return y;
-    const V mag = O::pow(O::abs(y), V(T(1) / (L - 1)));
+    const V mag = power(O::abs(y), T(1) / (L - 1));
     if (beta == T(0)) return with_sign_of(y, mag);
     return with_sign_of(y, solve_magnitude(O::abs(y), mag));
   }
@@ -75,7 +87,7 @@ struct PowerPotential {
     using O = Ops<V>;
     if (is_quadratic()) return O::fma(g, s, x);
     const V y = O::fma(g, s, grad(x));
-    if (beta == T(0)) return with_sign_of(y, O::pow(O::abs(y), V(T(1) / (L - 1))));
+    if (beta == T(0)) return with_sign_of(y, power(O::abs(y), T(1) / (L - 1)));
     return with_sign_of(y, solve_magnitude(O::abs(y), O::abs(x)));
   }
 
@@ -96,13 +108,13 @@ struct PowerPotential {
     using M = typename O::mask;
     if (iterations) *iterations = 0;
     const V zero(T(0));
-    const V b2(beta * beta);
+    const V b2(beta_sq);
     // a = 0 gives 0 and NaN passes through; such lanes are done at once.
     M done = O::lnot(O::lt(zero, a));
     V result = O::select(O::eq(a, zero), zero, a);
     if (O::all(done)) return result;
     V lo = zero;
-    V hi = O::pow(V(T(2)) * a, V(T(1) / (L - 1)));
+    V hi = power(V(T(2)) * a, T(1) / (L - 1));
     hi = O::select(O::lt(hi, V(beta)), V(beta), hi);
     hi = O::select(O::le(hi, V(std::numeric_limits<T>::max())), hi,
                    V(std::numeric_limits<T>::max()));
@@ -111,7 +123,7 @@ struct PowerPotential {
     for (int it = 1; it <= kMaxIterations; ++it) {
       if (iterations) *iterations = it;
       const V s = O::fma(u, u, b2);
-      const V p = O::pow(s, V(L / 2 - 1));
+      const V p = power(s, L / 2 - 1);
       const V f = u * p - a;
       const M root = O::land(O::lnot(done), O::eq(f, zero));
       result = O::select(root, u, result);
