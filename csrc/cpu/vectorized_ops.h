@@ -112,8 +112,11 @@ struct VectorOps {
     const V fast = x.abs() <= V(kRange);
     const V x_odd = x * odd;
     const V minus_x = V(T(0)) - x;
-    pos = with_fallback(fast, fma(even + x_odd, x2, x), [&] { return x.expm1(); });
-    neg = with_fallback(fast, fma(even - x_odd, x2, minus_x), [&] { return minus_x.expm1(); });
+    pos = fma(even + x_odd, x2, x);
+    neg = fma(even - x_odd, x2, minus_x);
+    if (all(fast)) return;  // one test for both
+    pos = with_fallback(fast, pos, [&] { return x.expm1(); });
+    neg = with_fallback(fast, neg, [&] { return minus_x.expm1(); });
   }
 
   static V log1p(const V& x) { return x.log1p(); }

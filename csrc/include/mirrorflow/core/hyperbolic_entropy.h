@@ -46,8 +46,9 @@ struct HyperbolicEntropy {
   /// MATH.md §2 gives the stable form x·cosh z − √(x²+β²)·sinh z. Its two
   /// terms still cancel when |z| is large, so it is rewritten, exactly, as
   ///   x·e^{−sign(x)·z} − c·sinh z,   c = β²/(√(x²+β²)+|x|),
-  /// with e^{∓z} = 1 + expm1(∓z) and sinh z = (expm1(z) − expm1(−z))/2.
-  /// For g = 0 both expm1 are 0, so the result is x bit for bit.
+  /// with e^{∓z} = 1 + expm1(∓z) and sinh z = (expm1(z) − expm1(−z))/2,
+  /// evaluated as fma(−c, sinh z, fma(x, expm1(∓z), x)). For g = 0 both expm1
+  /// are 0, so the result is x bit for bit.
   template <class V>
   MF_INLINE V dual_step(V x, V g, V s) const {
     using O = Ops<V>;
@@ -58,9 +59,9 @@ struct HyperbolicEntropy {
     O::expm1_pair(z, em_pos, em_neg);
     const V ax = O::abs(x);
     const V c = b * (b / (O::hypot(x, b) + ax));
-    const V decay = V(1) + O::select(O::lt(x, V(0)), em_pos, em_neg);
+    const V em_decay = O::select(O::lt(x, V(0)), em_pos, em_neg);
     const V sinh_z = V(0.5) * (em_pos - em_neg);
-    return x * decay - c * sinh_z;
+    return O::fma(V(0) - c, sinh_z, O::fma(x, em_decay, x));
   }
 };
 
