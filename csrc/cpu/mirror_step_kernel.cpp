@@ -196,11 +196,12 @@ struct VectorType {
 constexpr int64_t kDeferBlock = 512;
 static_assert(kChunk % kDeferBlock == 0 && kDeferBlock % 64 == 0, "whole groups per block");
 
-// Runs a pass over [0, count) in blocks: `deferred(b, n)` (on Deferred<T>),
-// after `save(b, n)` has kept what it changes; a block in which some fast path
-// missed is put back by `restore(b, n)` and recomputed by `exact(b, n)` (on
-// Vec<T>), and so is the rest of the item, whose values evidently leave the
-// fast ranges. Either way every element gets the bits `exact` gives it.
+// Runs a pass over [0, count) in blocks: `deferred(b, n)` (on Deferred<T>,
+// keeping the inputs it overwrites), after `save(b, n)` (what else it changes);
+// a block in which some fast path missed is put back by `restore(b, n)` and
+// recomputed by `exact(b, n)` (on Vec<T>), and so is the rest of the item,
+// whose values evidently leave the fast ranges. Either way every element gets
+// the bits `exact` gives it. float16/bfloat16 blocks take `exact` directly.
 template <class Save, class Restore, class Fast, class Exact>
 void deferred_blocks(int64_t count, Save save, Restore restore, Fast deferred, Exact exact) {
   int64_t b = 0;
