@@ -11,31 +11,33 @@
 namespace vgg_train {
 namespace {
 
-double parse_number(const std::string& name, const std::string& value) {
+// The whole of `value` read by `convert` (std::stod, std::stoll), or an error
+// naming the option and what it expects.
+template <class Convert>
+auto parse_whole(const std::string& name, const std::string& value, const char* expected,
+                 Convert convert) {
   std::size_t used = 0;
-  double x = 0;
+  decltype(convert(value, &used)) x = 0;
   try {
-    x = std::stod(value, &used);
+    x = convert(value, &used);
   } catch (const std::exception&) {
     used = 0;
   }
   if (used == 0 || used != value.size()) {
-    throw std::invalid_argument("--" + name + " expects a number, got '" + value + "'");
+    throw std::invalid_argument("--" + name + " expects " + expected + ", got '" + value + "'");
   }
   return x;
 }
 
+double parse_number(const std::string& name, const std::string& value) {
+  return parse_whole(name, value, "a number",
+                     [](const std::string& v, std::size_t* used) { return std::stod(v, used); });
+}
+
 int64_t parse_integer(const std::string& name, const std::string& value, int64_t minimum) {
-  std::size_t used = 0;
-  long long x = 0;
-  try {
-    x = std::stoll(value, &used);
-  } catch (const std::exception&) {
-    used = 0;
-  }
-  if (used == 0 || used != value.size()) {
-    throw std::invalid_argument("--" + name + " expects an integer, got '" + value + "'");
-  }
+  const long long x = parse_whole(
+      name, value, "an integer",
+      [](const std::string& v, std::size_t* used) { return std::stoll(v, used); });
   if (x < minimum) {
     throw std::invalid_argument("--" + name + " must be >= " + std::to_string(minimum) +
                                 ", got " + value);
