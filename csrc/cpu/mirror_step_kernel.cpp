@@ -118,17 +118,13 @@ struct Kept {
 // (Vec<T>, or Deferred<T>: see vectorized_ops.h), the power map's dual update
 // too (its Newton solve runs lane-wise). `Plain`: no momentum, unscaling,
 // maximize or weight decay, so the step is the mirror update alone (the full
-// transform's runtime branches cost ~20 % on the CPU). `Track`: adds
-// 1/φ''(θ⁺) into `item_sums` while θ⁺ is still in registers, so a normalised
-// step reads and writes each element once. The map and the scalars come by
-// value: held in registers, not reloaded after every store to x.
-template <UpdateKind U, bool Momentum, bool Plain, bool Track, class W, class Map, class T>
+// transform's runtime branches cost ~20 % on the CPU). The map and the
+// scalars come by value: held in registers, not reloaded after every store to x.
+template <UpdateKind U, bool Momentum, bool Plain, class W, class Map, class T>
 MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const core::ElementStep<T> s,
-                          LaneSums<T>& item_sums, const Kept<T>& kept) {
+                          const Kept<T>& kept) {
   constexpr int64_t kSize = W::size();
   constexpr bool kKeep = std::is_same_v<W, core::Deferred<T>>;
-  constexpr int64_t kGroup = LaneSums<T>::kGroup;
-  LaneSums<T> sums = item_sums;  // a local copy stays in registers
   const W scale(s.scale);
   auto one = [&](int64_t i, int64_t m) {
     W xv = W::loadu(x + i, m);
@@ -137,7 +133,9 @@ MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const co
     if constexpr (Momentum) bv = W::loadu(buf + i, m);
     if constexpr (kKeep) {
       xv.store(kept.x + i, m);
-      if (kept.g) gv.store(kept.g + i, m);
+      if constexpr (!Plain) {
+        if (kept.g) gv.store(kept.g + i, m);
+      }
       if constexpr (Momentum) bv.store(kept.b + i, m);
     }
     if constexpr (Plain) {
@@ -150,21 +148,10 @@ MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const co
       if (s.unscale) gv.store(g + i, m);
     }
     if constexpr (Momentum) bv.store(buf + i, m);
-    return xv;
   };
   int64_t i = 0;
-  for (; i + kGroup <= n; i += kGroup) {
-    for (int64_t j = 0; j < kGroup; j += kSize) {
-      const W xv = one(i + j, kSize);
-      if constexpr (Track) sums.add(map.inv_metric(xv), j);
-    }
-  }
-  for (; i < n; i += kSize) {
-    const int64_t m = std::min<int64_t>(kSize, n - i);
-    const W xv = one(i, m);
-    if constexpr (Track) sums.add_tail(map.inv_metric(xv), i % kGroup, m);
-  }
-  item_sums = sums;
+  for (; i + kSize <= n; i += kSize) one(i, kSize);
+  if (i < n) one(i, n - i);
 }
 
 // Adds 1/φ''(x) of n elements (the item's, in order) into `item_sums`.
@@ -255,18 +242,16 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
   auto* param = static_cast<scalar_t*>(task.param) + begin;
   auto* grad = static_cast<scalar_t*>(task.grad) + begin;
   auto* buf = Momentum ? static_cast<scalar_t*>(task.momentum_buffer) + begin : nullptr;
-  // The loop of this step on vectors W, chosen once per item; `track` (a
-  // std::bool_constant) adds the sum of 1/φ''(θ⁺).
+  // The loop of this step on vectors W, chosen once per item.
   Kept<T> kept;
-  auto span = [&](auto w, auto track, T* x, T* g, T* b, int64_t n) {
+  auto span = [&](auto w, T* x, T* g, T* b, int64_t n) {
     using W = typename decltype(w)::type;
-    constexpr bool kTrack = decltype(track)::value;
     if constexpr (Momentum) {
-      step_span<U, true, false, kTrack, W>(map, x, g, b, n, s, sums, kept);
+      step_span<U, true, false, W>(map, x, g, b, n, s, kept);
     } else if (plain) {
-      step_span<U, false, true, kTrack, W>(map, x, g, b, n, s, sums, kept);
+      step_span<U, false, true, W>(map, x, g, b, n, s, kept);
     } else {
-      step_span<U, false, false, kTrack, W>(map, x, g, b, n, s, sums, kept);
+      step_span<U, false, false, W>(map, x, g, b, n, s, kept);
     }
   };
   using Exact = VectorType<Vec<T>>;
@@ -290,15 +275,21 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
       if (keep_g) std::copy(kept_g, kept_g + n, grad + b);
       if constexpr (Momentum) std::copy(kept_b, kept_b + n, buf + b);
     };
+    // A normalised step sums 1/φ''(θ⁺) in a second loop over each block of
+    // kDeferBlock elements just written, while they are in L1: one loop doing
+    // both has too long a chain of dependent operations per vector for the
+    // core to overlap consecutive vectors (measured: 1.8× slower in cache).
     auto pass = [&](auto w) {
-      return [&, w](int64_t b, int64_t n) {
+      return [&, w](int64_t begin, int64_t n) {
         using W = typename decltype(w)::type;
         if (mean_only) {
-          add_inv_metric<W>(map, param + b, n, sums);
-        } else if (want_sum) {
-          span(w, std::true_type{}, param + b, grad + b, Momentum ? buf + b : nullptr, n);
-        } else {
-          span(w, std::false_type{}, param + b, grad + b, Momentum ? buf + b : nullptr, n);
+          add_inv_metric<W>(map, param + begin, n, sums);
+          return;
+        }
+        for (int64_t b = begin; b < begin + n; b += kDeferBlock) {
+          const int64_t m = std::min(kDeferBlock, begin + n - b);
+          span(w, param + b, grad + b, Momentum ? buf + b : nullptr, m);
+          if (want_sum) add_inv_metric<W>(map, param + b, m, sums);
         }
       };
     };
@@ -318,7 +309,7 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
       if (!mean_only) {
         at::vec::convert(grad + b, gs, n);
         if constexpr (Momentum) at::vec::convert(buf + b, bs, n);
-        span(Exact{}, std::false_type{}, xs, gs, bs, n);
+        span(Exact{}, xs, gs, bs, n);
         at::vec::convert(xs, param + b, n);
         if (s.unscale) at::vec::convert(gs, grad + b, n);
         if constexpr (Momentum) at::vec::convert(bs, buf + b, n);

@@ -54,8 +54,18 @@ struct VectorOps {
   static V land(const V& a, const V& b) { return a & b; }
   static V lor(const V& a, const V& b) { return a | b; }
   static V lnot(const V& m) { return m == V(T(0)); }  // a true lane is a NaN pattern
-  /// Whether a mask is true in every lane.
-  static bool all(const V& m) { return m.zero_mask() == 0; }
+  /// Whether a mask is true in every lane (AVX2: the lanes' sign bits).
+  static bool all(const V& m) {
+#if defined(CPU_CAPABILITY_AVX2)
+    if constexpr (std::is_same_v<T, float>) {
+      return _mm256_movemask_ps(m) == 0xff;
+    } else {
+      return _mm256_movemask_pd(m) == 0xf;
+    }
+#else
+    return m.zero_mask() == 0;
+#endif
+  }
   /// `fast` in the lanes of mask `use_fast`, `slow()` in the others; `slow` is
   /// evaluated only when some lane needs it.
   template <class Slow>
@@ -111,12 +121,11 @@ struct VectorOps {
     constexpr T kRange = std::is_same_v<T, double> ? 0x1p-5 : 0x1p-4f;
     const V fast = x.abs() <= V(kRange);
     const V x_odd = x * odd;
-    const V minus_x = V(T(0)) - x;
     pos = fma(even + x_odd, x2, x);
-    neg = fma(even - x_odd, x2, minus_x);
+    neg = at::vec::fmsub(even - x_odd, x2, x);  // = fma(even − x_odd, x2, −x)
     if (all(fast)) return;  // one test for both
     pos = with_fallback(fast, pos, [&] { return x.expm1(); });
-    neg = with_fallback(fast, neg, [&] { return minus_x.expm1(); });
+    neg = with_fallback(fast, neg, [&] { return (V(T(0)) - x).expm1(); });
   }
 
   static V log1p(const V& x) { return x.log1p(); }
@@ -130,6 +139,7 @@ struct VectorOps {
 
   static V abs(const V& x) { return x.abs(); }
   static V fma(const V& a, const V& b, const V& c) { return at::vec::fmadd(a, b, c); }
+  static V fnma(const V& a, const V& b, const V& c) { return at::vec::fnmadd(a, b, c); }
   static V select(const V& m, const V& if_true, const V& if_false) {
     return V::blendv(if_false, if_true, m);
   }

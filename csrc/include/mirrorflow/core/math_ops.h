@@ -40,6 +40,8 @@ struct Ops<float> {
   MF_INLINE static float pow(float x, float p) { return ::powf(x, p); }
   MF_INLINE static float abs(float x) { return ::fabsf(x); }
   MF_INLINE static float fma(float a, float b, float c) { return ::fmaf(a, b, c); }
+  /// c − a·b, rounded once.
+  MF_INLINE static float fnma(float a, float b, float c) { return ::fmaf(-a, b, c); }
   MF_INLINE static float asinh(float x) { return ::asinhf(x); }
   MF_INLINE static float sinh(float x) { return ::sinhf(x); }
   MF_INLINE static bool lt(float a, float b) { return a < b; }
@@ -51,6 +53,11 @@ struct Ops<float> {
   MF_INLINE static bool all(bool a) { return a; }
   MF_INLINE static float select(bool m, float if_true, float if_false) {
     return m ? if_true : if_false;
+  }
+  /// `fast` where `use_fast`, else `slow()` (evaluated only then).
+  template <class Slow>
+  MF_INLINE static float with_fallback(bool use_fast, float fast, Slow slow) {
+    return use_fast ? fast : slow();
   }
 };
 
@@ -69,6 +76,8 @@ struct Ops<double> {
   MF_INLINE static double pow(double x, double p) { return ::pow(x, p); }
   MF_INLINE static double abs(double x) { return ::fabs(x); }
   MF_INLINE static double fma(double a, double b, double c) { return ::fma(a, b, c); }
+  /// c − a·b, rounded once.
+  MF_INLINE static double fnma(double a, double b, double c) { return ::fma(-a, b, c); }
   MF_INLINE static double asinh(double x) { return ::asinh(x); }
   MF_INLINE static double sinh(double x) { return ::sinh(x); }
   MF_INLINE static bool lt(double a, double b) { return a < b; }
@@ -80,6 +89,11 @@ struct Ops<double> {
   MF_INLINE static bool all(bool a) { return a; }
   MF_INLINE static double select(bool m, double if_true, double if_false) {
     return m ? if_true : if_false;
+  }
+  /// `fast` where `use_fast`, else `slow()` (evaluated only then).
+  template <class Slow>
+  MF_INLINE static double with_fallback(bool use_fast, double fast, Slow slow) {
+    return use_fast ? fast : slow();
   }
 };
 
