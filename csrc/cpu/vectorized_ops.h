@@ -40,6 +40,10 @@ struct Deferred : at::vec::Vectorized<T> {
   Deferred(const Base& v) : Base(v) {}  // NOLINT(google-explicit-constructor): results of Base ops
 };
 
+/// r² of expm1's polynomial range |x| ≤ r (below).
+template <class T>
+constexpr T kExpm1RangeSquared = std::is_same_v<T, double> ? 0x1p-10 : 0x1p-8f;
+
 /// The primitives on W = Vectorized<T> or Deferred<T>.
 template <class W, class T, bool Defer>
 struct VectorOps {
@@ -81,23 +85,24 @@ struct VectorOps {
 
   static V sqrt(const V& x) { return x.sqrt(); }
 
-  /// √(x²+y²) rounded three times (≤ 1.5 ulp) where q = fma(x, x, y·y) lies in
-  /// a range in which neither square can overflow and the bits the smaller one
-  /// loses to underflow are far below an ulp of q (√(x·x) is then |x|
-  /// exactly); SLEEF's hypot in the lanes outside it (also NaN and ±inf). The
-  /// test is on q, which is computed anyway: two comparisons per vector.
+  /// √(x²+y²) rounded three times (≤ 1.5 ulp) where y·y is far from underflow
+  /// and q = fma(x, x, y·y) from overflow (the fma squares x exactly); SLEEF's
+  /// hypot in the lanes outside (also NaN and ±inf). The maps pass a constant
+  /// y (β), so the test of y·y is loop-invariant: one comparison per vector.
   static V hypot(const V& x, const V& y) {
     constexpr T kLow = std::is_same_v<T, double> ? 0x1p-960 : 0x1p-100f;
     constexpr T kHigh = std::is_same_v<T, double> ? 0x1p1000 : 0x1p120f;
-    const V q = fma(x, x, y * y);
-    const V fast = (q >= V(kLow)) & (q <= V(kHigh));
+    const V y2 = y * y;
+    const V q = fma(x, x, y2);
+    const V fast = (y2 >= V(kLow)) & (q <= V(kHigh));
     return with_fallback(fast, q.sqrt(), [&] { return x.hypot(y); });
   }
 
   /// expm1 by its Taylor polynomial in the lanes where |x| ≤ r (float: r = 1/16, up to
   /// x⁵/5!; double: r = 1/32, up to x⁸/8!; truncation error below 0.03 ulp,
   /// rounding error about half an ulp): mirror steps exponentiate η·g, which is
-  /// small. SLEEF in the other lanes. Exactly 0 at 0.
+  /// small. SLEEF in the other lanes. Exactly 0 at 0. The test is x·x ≤ r²
+  /// (r² is a power of two, so this is |x| ≤ r exactly, and false for NaN).
   static V expm1(const V& x) {
     V pos;
     V neg;
@@ -118,8 +123,7 @@ struct VectorOps {
       even = fma(V(1.0f / 24), x2, V(0.5f));
       odd = fma(V(1.0f / 120), x2, V(1.0f / 6));
     }
-    constexpr T kRange = std::is_same_v<T, double> ? 0x1p-5 : 0x1p-4f;
-    const V fast = x.abs() <= V(kRange);
+    const V fast = x2 <= V(kExpm1RangeSquared<T>);
     const V x_odd = x * odd;
     pos = fma(even + x_odd, x2, x);
     neg = at::vec::fmsub(even - x_odd, x2, x);  // = fma(even − x_odd, x2, −x)

@@ -50,7 +50,8 @@ struct HyperbolicEntropy {
   /// evaluated as fnma(c, sinh z, fma(x, expm1(∓z), x)). For g = 0 both expm1
   /// are 0, so the result is x bit for bit.
   ///
-  /// c is the quotient in general; where |z| ≤ 1/16 and x is finite it is the
+  /// c is the quotient in general; where z² ≤ 2⁻⁸ (|z| ≤ 1/16; the CPU's
+  /// polynomial expm1 has the same test, so the two share it) it is the
   /// difference h − |x| (h = hypot(x, β)), which saves a division. That
   /// difference can lose relative accuracy (when |x| ≫ β), but only to an
   /// absolute error of about an ulp of h, and c enters the result multiplied by
@@ -66,8 +67,8 @@ struct HyperbolicEntropy {
     O::expm1_pair(z, em_pos, em_neg);
     const V ax = O::abs(x);
     const V h = O::hypot(x, b);
-    const auto small = O::land(O::le(O::abs(z), V(T(0.0625))),
-                               O::le(ax, V(std::numeric_limits<T>::max())));
+    // x = ±inf gives NaN (inf − inf); so did fma(x, expm1(∓z), x) for most z.
+    const auto small = O::le(z * z, V(T(0x1p-8)));
     const V c = O::with_fallback(small, h - ax, [&] { return b * (b / (h + ax)); });
     const V em_decay = O::select(O::lt(x, V(0)), em_pos, em_neg);
     const V sinh_z = V(0.5) * (em_pos - em_neg);
