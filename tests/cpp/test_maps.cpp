@@ -3,8 +3,8 @@
 // the spec names. Torch-free: only the core headers.
 #include <gtest/gtest.h>
 
-#include <cmath>
 #include <algorithm>
+#include <cmath>
 #include <limits>
 #include <random>
 #include <string>

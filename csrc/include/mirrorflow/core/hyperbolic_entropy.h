@@ -67,7 +67,8 @@ struct HyperbolicEntropy {
     O::expm1_pair(z, em_pos, em_neg);
     const V ax = O::abs(x);
     const V h = O::hypot(x, b);
-    // x = ±inf gives NaN (inf − inf); so did fma(x, expm1(∓z), x) for most z.
+    // x = ±inf gives NaN (inf − inf); the quotient gave NaN too for z = 0 and
+    // for one sign of z (fma(x, expm1(∓z), x) = inf·(−t) + inf), ±inf for the other.
     const auto small = O::le(z * z, V(T(0x1p-8)));
     const V c = O::with_fallback(small, h - ax, [&] { return b * (b / (h + ax)); });
     const V em_decay = O::select(O::lt(x, V(0)), em_pos, em_neg);
