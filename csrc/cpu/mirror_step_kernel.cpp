@@ -287,10 +287,14 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
           add_inv_metric<W>(map, param + begin, n, sums);
           return;
         }
+        if (!want_sum) {  // the Euclidean step among others: one loop, no blocks
+          span(w, param + begin, grad + begin, Momentum ? buf + begin : nullptr, n);
+          return;
+        }
         for (int64_t b = begin; b < begin + n; b += kDeferBlock) {
           const int64_t m = std::min(kDeferBlock, begin + n - b);
           span(w, param + b, grad + b, Momentum ? buf + b : nullptr, m);
-          if (want_sum) add_inv_metric<W>(map, param + b, m, sums);
+          add_inv_metric<W>(map, param + b, m, sums);
         }
       };
     };
