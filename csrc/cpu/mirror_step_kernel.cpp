@@ -255,13 +255,13 @@ bool unit_inv_metric(const Map& map) {
   }
 }
 
-// One work item: elements [begin, end) of one tensor. Returns the item's
-// partial sum of 1/φ'' (of θ when mean_only, else of θ⁺ if tracked).
-template <MirrorKind K, UpdateKind U, bool Momentum, class scalar_t>
-double run_item(const KernelConfig& config, const TensorTask& task, int64_t begin, int64_t end,
-                bool mean_only) {
+// One work item: elements [begin, end) of one tensor, on its map of kind K.
+// Returns the item's partial sum of 1/φ'' (of θ when mean_only, else of θ⁺
+// if tracked).
+template <MirrorKind K, UpdateKind U, bool Momentum, class scalar_t, class Map>
+double run_item_on(const Map map, const KernelConfig& config, const TensorTask& task,
+                   int64_t begin, int64_t end, bool mean_only) {
   using T = at::opmath_type<scalar_t>;
-  const auto map = core::make_map<K, T>(task.beta, config.degree);
   const core::ElementStep<T> s{
       core::GradientTransform<T>{static_cast<T>(config.transform.weight_decay),
                                  static_cast<T>(config.transform.momentum),
@@ -369,6 +369,24 @@ double run_item(const KernelConfig& config, const TensorTask& task, int64_t begi
   }
   if (unit) return static_cast<double>(count);
   return sums.total();
+}
+
+// run_item_on with the tensor's map; the power map's metric update with L = 3
+// and β > 0 on PowerPotential<T, true>, whose loops then test neither (~10 %
+// less time per element in cache; its dual update, an iterative solve, gains
+// too little to double its code).
+template <MirrorKind K, UpdateKind U, bool Momentum, class scalar_t>
+double run_item(const KernelConfig& config, const TensorTask& task, int64_t begin, int64_t end,
+                bool mean_only) {
+  using T = at::opmath_type<scalar_t>;
+  const auto map = core::make_map<K, T>(task.beta, config.degree);
+  if constexpr (K == MirrorKind::Power && U == UpdateKind::Metric) {
+    if (map.sqrt_powers && map.beta > T(0)) {
+      return run_item_on<K, U, Momentum, scalar_t>(core::PowerPotential<T, true>{map.L, map.beta},
+                                                  config, task, begin, end, mean_only);
+    }
+  }
+  return run_item_on<K, U, Momentum, scalar_t>(map, config, task, begin, end, mean_only);
 }
 
 struct WorkItem {

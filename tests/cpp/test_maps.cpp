@@ -221,6 +221,32 @@ TEST(PowerMap, DegreeTwoEqualsEuclideanExactly) {
   }
 }
 
+// PowerPotential<T, true> (L = 3 and β > 0 fixed when compiled, as the CPU
+// kernel's metric update uses it) computes what the general map computes.
+template <class T>
+void expect_cubic_specialisation_same_bits() {
+  for (double beta : {1e-6, 0.05, 0.1, 2.0}) {
+    const mc::PowerPotential<T> p{T(3), static_cast<T>(beta)};
+    const mc::PowerPotential<T, true> c{T(3), static_cast<T>(beta)};
+    for (double xd : kPoints) {
+      const T x = static_cast<T>(xd);
+      EXPECT_EQ(c.inv_metric(x), p.inv_metric(x)) << "beta=" << beta << " x=" << x;
+      EXPECT_EQ(c.grad(x), p.grad(x)) << "beta=" << beta << " x=" << x;
+      EXPECT_EQ(c.grad_conj(x), p.grad_conj(x)) << "beta=" << beta << " x=" << x;
+      EXPECT_EQ(c.potential(x), p.potential(x)) << "beta=" << beta << " x=" << x;
+      for (T g : {T(-1.3), T(0), T(0.7)}) {
+        EXPECT_EQ(c.dual_step(x, g, T(-0.1)), p.dual_step(x, g, T(-0.1))) << "x=" << x;
+      }
+    }
+  }
+}
+TEST(PowerMap, CubicSpecialisationGivesTheSameBitsFloat) {
+  expect_cubic_specialisation_same_bits<float>();
+}
+TEST(PowerMap, CubicSpecialisationGivesTheSameBitsDouble) {
+  expect_cubic_specialisation_same_bits<double>();
+}
+
 TEST(PowerMap, BetaZeroConjugateIsClosedForm) {
   const mc::PowerPotential<double> p{3.0, 0.0};
   for (double y : {-4.0, -0.3, 0.0, 0.01, 2.0}) {

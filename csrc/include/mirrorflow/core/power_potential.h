@@ -10,27 +10,35 @@ namespace mirrorflow::core {
 /// L = 2 is the Euclidean potential for every β and is evaluated with the
 /// Euclidean formulas, so that `power` with L = 2 equals `euclidean` exactly.
 /// β = 0 is the homogeneous potential |x|^L/L, evaluated in closed form.
-template <class T>
+///
+/// `kCubic`: L = 3 and β > 0, the case of the experiments, known when the code
+/// is compiled (the CPU kernel checks it once per tensor), so that the
+/// per-element code tests neither L nor β; the values are the same bits.
+template <class T, bool kCubic = false>
 struct PowerPotential {
   using scalar = T;
   T L;
   T beta;
   // Derived from L and β (default member initialisers run after them, in order).
   T beta_sq = beta * beta;
-  /// L = 3, the case of the experiments: the exponents 2 − L/2, L/2 − 1 and
-  /// 1/(L−1) are then all 1/2, and what is raised to them is >= 0 (or NaN), so
-  /// `power` takes the correctly rounded √ without testing the exponent per
-  /// element.
-  bool sqrt_powers = L == T(3);
+  /// L = 3: the exponents 2 − L/2, L/2 − 1 and 1/(L−1) are then all 1/2, and
+  /// what is raised to them is >= 0 (or NaN), so `power` takes the correctly
+  /// rounded √ without testing the exponent per element.
+  bool sqrt_powers = kCubic || L == T(3);
 
   /// q^e for q >= 0 (or NaN), e one of the exponents above.
   template <class V>
   MF_INLINE V power(V q, T e) const {
+    if constexpr (kCubic) return Ops<V>::sqrt(q);
     return sqrt_powers ? Ops<V>::sqrt(q) : Ops<V>::pow(q, V(e));
   }
 
   MF_INLINE T degree() const { return L; }
-  MF_INLINE bool is_quadratic() const { return L == T(2); }
+  MF_INLINE bool is_quadratic() const { return !kCubic && L == T(2); }
+  /// β = 0: |x|^L/L.
+  MF_INLINE bool homogeneous() const { return !kCubic && beta == T(0); }
+  /// L − 1, the factor of x² in φ''.
+  MF_INLINE T l_minus_1() const { return kCubic ? T(2) : L - T(1); }
 
   /// φ(x); (x²+β²)^{L/2} − β^L is written β^L·expm1((L/2)·log1p(x²/β²)) to
   /// avoid cancellation for |x| ≪ β.
@@ -38,7 +46,7 @@ struct PowerPotential {
   MF_INLINE V potential(V x) const {
     using O = Ops<V>;
     if (is_quadratic()) return V(0.5) * x * x;
-    if (beta == T(0)) return O::pow(O::abs(x), V(L)) / V(L);
+    if (homogeneous()) return O::pow(O::abs(x), V(L)) / V(L);
     const V q = x / V(beta);
     const T beta_l = Ops<T>::pow(beta, L);
     return V(beta_l) * O::expm1(V(L / 2) * O::log1p(q * q)) / V(L);
@@ -49,7 +57,7 @@ struct PowerPotential {
   MF_INLINE V grad(V x) const {
     using O = Ops<V>;
     if (is_quadratic()) return x;
-    if (beta == T(0)) return with_sign_of(x, O::pow(O::abs(x), V(L - 1)));
+    if (homogeneous()) return with_sign_of(x, O::pow(O::abs(x), V(L - 1)));
     return x * power(O::fma(x, x, V(beta_sq)), L / 2 - 1);
   }
 
@@ -58,10 +66,10 @@ struct PowerPotential {
   MF_INLINE V inv_metric(V x) const {
     using O = Ops<V>;
     if (is_quadratic()) return V(1);
-    if (beta == T(0)) return O::pow(O::abs(x), V(2 - L)) / V(L - 1);
+    if (homogeneous()) return O::pow(O::abs(x), V(2 - L)) / V(L - 1);
     const V b2(beta_sq);
     const V x2 = x * x;
-    return power(x2 + b2, 2 - L / 2) / O::fma(V(L - 1), x2, b2);
+    return power(x2 + b2, 2 - L / 2) / O::fma(V(l_minus_1()), x2, b2);
   }
 
   /// φ*(∇φ(x)) = x·∇φ(x) − φ(x).
@@ -77,7 +85,7 @@ struct PowerPotential {
     using O = Ops<V>;
     if (is_quadratic()) return y;
     const V mag = power(O::abs(y), T(1) / (L - 1));
-    if (beta == T(0)) return with_sign_of(y, mag);
+    if (homogeneous()) return with_sign_of(y, mag);
     return with_sign_of(y, solve_magnitude(O::abs(y), mag));
   }
 
@@ -87,7 +95,7 @@ struct PowerPotential {
     using O = Ops<V>;
     if (is_quadratic()) return O::fma(g, s, x);
     const V y = O::fma(g, s, grad(x));
-    if (beta == T(0)) return with_sign_of(y, power(O::abs(y), T(1) / (L - 1)));
+    if (homogeneous()) return with_sign_of(y, power(O::abs(y), T(1) / (L - 1)));
     return with_sign_of(y, solve_magnitude(O::abs(y), O::abs(x)));
   }
 
