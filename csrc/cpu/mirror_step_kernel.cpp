@@ -182,8 +182,9 @@ constexpr int64_t kLineBytes = 64;
 // This loop reads only what the step just wrote, from L1, so without `ahead`
 // the core requests no memory while it runs, and neither does the hardware
 // prefetcher, which follows the core's misses: a normalised step then cost
-// about its step loop plus this loop. With it, the normalised hyperbolic
-// metric step on VGG-16 takes ~10 % less time (docs/benchmarks.md).
+// about its step loop plus this loop. With it, normalised metric steps on
+// VGG-16 took 5–15 % less time in our runs; the normalised dual steps, whose
+// update loop is longer, 3–4 % more, so they go without (docs/benchmarks.md).
 template <class W, class Map, class T>
 MF_FLATTEN void add_inv_metric(const Map map, const T* x, int64_t n, LaneSums<T>& item_sums,
                                const Ahead<T>& ahead = {}) {
@@ -332,8 +333,8 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
         for (int64_t b = begin; b < begin + n; b += kDeferBlock) {
           const int64_t m = std::min(kDeferBlock, begin + n - b);
           span(w, param + b, grad + b, Momentum ? buf + b : nullptr, m);
-          Ahead<T> ahead;
-          if (b + kAhead < to_tensor_end) {
+          Ahead<T> ahead;  // metric update only: the dual's measured 3–4 % slower with it
+          if (U == UpdateKind::Metric && b + kAhead < to_tensor_end) {
             ahead = {param + b + kAhead, grad + b + kAhead, Momentum ? buf + b + kAhead : nullptr,
                      to_tensor_end - (b + kAhead)};
           }
