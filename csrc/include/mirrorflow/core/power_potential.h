@@ -12,7 +12,7 @@ namespace mirrorflow::core {
 /// β = 0 is the homogeneous potential |x|^L/L, evaluated in closed form.
 ///
 /// `kCubic`: L = 3 and β > 0, the case of the experiments, known when the code
-/// is compiled (the CPU kernel checks it once per tensor), so that the
+/// is compiled (the CPU kernel checks it once per work item), so that the
 /// per-element code tests neither L nor β; the values are the same bits.
 template <class T, bool kCubic = false>
 struct PowerPotential {
@@ -57,7 +57,7 @@ struct PowerPotential {
   MF_INLINE V grad(V x) const {
     using O = Ops<V>;
     if (is_quadratic()) return x;
-    if (homogeneous()) return with_sign_of(x, O::pow(O::abs(x), V(L - 1)));
+    if (homogeneous()) return with_sign_of(x, O::pow(O::abs(x), V(l_minus_1())));
     return x * power(O::fma(x, x, V(beta_sq)), L / 2 - 1);
   }
 
@@ -66,7 +66,7 @@ struct PowerPotential {
   MF_INLINE V inv_metric(V x) const {
     using O = Ops<V>;
     if (is_quadratic()) return V(1);
-    if (homogeneous()) return O::pow(O::abs(x), V(2 - L)) / V(L - 1);
+    if (homogeneous()) return O::pow(O::abs(x), V(2 - L)) / V(l_minus_1());
     const V b2(beta_sq);
     const V x2 = x * x;
     return power(x2 + b2, 2 - L / 2) / O::fma(V(l_minus_1()), x2, b2);
@@ -84,7 +84,7 @@ struct PowerPotential {
   MF_INLINE V grad_conj(V y) const {
     using O = Ops<V>;
     if (is_quadratic()) return y;
-    const V mag = power(O::abs(y), T(1) / (L - 1));
+    const V mag = power(O::abs(y), T(1) / l_minus_1());
     if (homogeneous()) return with_sign_of(y, mag);
     return with_sign_of(y, solve_magnitude(O::abs(y), mag));
   }
@@ -95,7 +95,7 @@ struct PowerPotential {
     using O = Ops<V>;
     if (is_quadratic()) return O::fma(g, s, x);
     const V y = O::fma(g, s, grad(x));
-    if (homogeneous()) return with_sign_of(y, power(O::abs(y), T(1) / (L - 1)));
+    if (homogeneous()) return with_sign_of(y, power(O::abs(y), T(1) / l_minus_1()));
     return with_sign_of(y, solve_magnitude(O::abs(y), O::abs(x)));
   }
 
@@ -122,7 +122,7 @@ struct PowerPotential {
     V result = O::select(O::eq(a, zero), zero, a);
     if (O::all(done)) return result;
     V lo = zero;
-    V hi = power(V(T(2)) * a, T(1) / (L - 1));
+    V hi = power(V(T(2)) * a, T(1) / l_minus_1());
     hi = O::select(O::lt(hi, V(beta)), V(beta), hi);
     hi = O::select(O::le(hi, V(std::numeric_limits<T>::max())), hi,
                    V(std::numeric_limits<T>::max()));
@@ -140,7 +140,7 @@ struct PowerPotential {
       lo = O::select(below, u, lo);
       hi = O::select(below, hi, u);
       // F'(u) = φ''(u) = (u²+β²)^{L/2−2}·((L−1)u²+β²) = p·((L−1)u²+β²)/s.
-      const V fp = p * O::fma(V(L - 1), u * u, b2) / s;
+      const V fp = p * O::fma(V(l_minus_1()), u * u, b2) / s;
       const V next = u - f / fp;
       // A Newton step this small means u is the root up to rounding (checked
       // before the safeguard: the bracket may already have closed onto u).
