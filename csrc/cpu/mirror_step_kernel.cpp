@@ -122,14 +122,11 @@ struct Kept {
 // maximize or weight decay, so the step is the mirror update alone (the full
 // transform's runtime branches cost ~20 % on the CPU). The map and the
 // scalars come by value: held in registers, not reloaded after every store to x.
-// `Next`: the dual update of a map whose dual_step also gives 1/φ''(θ⁺) (the
-// hyperbolic), which it writes to next_inv_metric[0, n).
-template <UpdateKind U, bool Momentum, bool Plain, class W, bool Next = false, class Map, class T>
+template <UpdateKind U, bool Momentum, bool Plain, class W, class Map, class T>
 MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const core::ElementStep<T> s,
-                          const Kept<T>& kept, T* next_inv_metric = nullptr) {
+                          const Kept<T>& kept) {
   constexpr int64_t kSize = W::size();
   constexpr bool kKeep = std::is_same_v<W, core::Deferred<T>>;
-  static_assert(!Next || U == UpdateKind::Dual, "only a dual step gives the next 1/φ''");
   const W scale(s.scale);
   auto one = [&](int64_t i, int64_t m) {
     W xv = W::loadu(x + i, m);
@@ -143,12 +140,7 @@ MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const co
       }
       if constexpr (Momentum) bv.store(kept.b + i, m);
     }
-    W next;
-    if constexpr (Next && Plain) {
-      xv = map.dual_step(xv, gv, scale, next);
-    } else if constexpr (Next) {
-      core::dual_step_element<Momentum>(map, xv, gv, bv, s, next);
-    } else if constexpr (Plain) {
+    if constexpr (Plain) {
       xv = core::mirror_update<U>(map, xv, gv, scale);
     } else {
       core::step_element<U, Momentum>(map, xv, gv, bv, s);
@@ -158,7 +150,6 @@ MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const co
       if (s.unscale) gv.store(g + i, m);
     }
     if constexpr (Momentum) bv.store(buf + i, m);
-    if constexpr (Next) next.store(next_inv_metric + i, m);
   };
   int64_t i = 0;
   for (; i + kSize <= n; i += kSize) one(i, kSize);
@@ -219,14 +210,6 @@ MF_FLATTEN void add_inv_metric(const Map map, const T* x, int64_t n, LaneSums<T>
   }
   item_sums = sums;
 }
-
-// The map add_inv_metric takes to add up values already computed.
-struct Identity {
-  template <class V>
-  V inv_metric(const V& x) const {
-    return x;
-  }
-};
 
 // Names a vector type in a generic lambda's argument.
 template <class W>
@@ -300,29 +283,15 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
   auto* buf = Momentum ? static_cast<scalar_t*>(task.momentum_buffer) + begin : nullptr;
   // The loop of this step on vectors W, chosen once per item.
   Kept<T> kept;
-  // The hyperbolic dual update gives 1/φ''(θ⁺) from its own exponentials
-  // (HyperbolicEntropy::dual_step), so its normalised step writes those of a
-  // block to `next` and adds them up from there: no √ in the second loop
-  // (float and double; the values are those of the unrounded θ⁺, within
-  // rounding of those of the θ⁺ stored).
-  constexpr bool kNextFromStep =
-      K == MirrorKind::Hyperbolic && U == UpdateKind::Dual && std::is_same_v<scalar_t, T>;
-  auto span = [&](auto w, T* x, T* g, T* b, int64_t n, T* next = nullptr) {
+  auto span = [&](auto w, T* x, T* g, T* b, int64_t n) {
     using W = typename decltype(w)::type;
-    auto with_next = [&](auto next_tag) {
-      constexpr bool kNext = decltype(next_tag)::value;
-      if constexpr (Momentum) {
-        step_span<U, true, false, W, kNext>(map, x, g, b, n, s, kept, next);
-      } else if (plain) {
-        step_span<U, false, true, W, kNext>(map, x, g, b, n, s, kept, next);
-      } else {
-        step_span<U, false, false, W, kNext>(map, x, g, b, n, s, kept, next);
-      }
-    };
-    if constexpr (kNextFromStep) {
-      if (next) return with_next(std::true_type{});
+    if constexpr (Momentum) {
+      step_span<U, true, false, W>(map, x, g, b, n, s, kept);
+    } else if (plain) {
+      step_span<U, false, true, W>(map, x, g, b, n, s, kept);
+    } else {
+      step_span<U, false, false, W>(map, x, g, b, n, s, kept);
     }
-    with_next(std::false_type{});
   };
   using Exact = VectorType<Vec<T>>;
   using Fast = VectorType<core::Deferred<T>>;
@@ -348,8 +317,7 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
     // A normalised step sums 1/φ''(θ⁺) in a second loop over each block of
     // kDeferBlock elements just written, while they are in L1: one loop doing
     // both has too long a chain of dependent operations per vector for the
-    // core to overlap consecutive vectors (measured: up to 1.3× slower in cache;
-    // so too the hyperbolic dual adding up its `next` in its update loop, 3 %).
+    // core to overlap consecutive vectors (measured: up to 1.3× slower in cache).
     auto pass = [&](auto w) {
       return [&, w](int64_t begin, int64_t n) {
         using W = typename decltype(w)::type;
@@ -364,12 +332,6 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
         constexpr int64_t kAhead = kAheadBytes / static_cast<int64_t>(sizeof(T));
         for (int64_t b = begin; b < begin + n; b += kDeferBlock) {
           const int64_t m = std::min(kDeferBlock, begin + n - b);
-          if constexpr (kNextFromStep) {
-            alignas(64) T next[kDeferBlock];
-            span(w, param + b, grad + b, Momentum ? buf + b : nullptr, m, next);
-            add_inv_metric<W>(Identity{}, next, m, sums);
-            continue;
-          }
           span(w, param + b, grad + b, Momentum ? buf + b : nullptr, m);
           Ahead<T> ahead;  // metric update only: the dual's measured 3–4 % slower with it
           if (U == UpdateKind::Metric && b + kAhead < to_tensor_end) {

@@ -371,52 +371,6 @@ void check_small_step_accuracy() {
 TEST(HyperbolicMap, SmallDualStepsAreAccurateFloat) { check_small_step_accuracy<float>(); }
 TEST(HyperbolicMap, SmallDualStepsAreAccurateDouble) { check_small_step_accuracy<double>(); }
 
-// The dual step's second output, 1/φ''(θ⁺) = √(θ⁺²+β²) from the step's own
-// exponentials (h·cosh z − θ·sinh z for |z| ≤ 1/16, hypot(θ⁺, β) beyond),
-// against √(W²+β²) in long double, W = β·sinh(asinh(θ/β) − z) the exact θ⁺;
-// θ⁺ itself must be the bits of the one-output step. Measured, float and
-// double alike: worst 2.4 ulp, mean 0.41 ulp.
-template <class T>
-void check_next_inv_metric() {
-  std::mt19937_64 rng(11);
-  std::uniform_real_distribution<double> u(-1.0, 1.0);
-  for (double beta : {1e-3, 0.05, 0.5, 3.0}) {
-    const mc::HyperbolicEntropy<T> h{static_cast<T>(beta)};
-    double worst = 0;
-    double total = 0;
-    constexpr int kSamples = 100000;
-    for (int k = 0; k < kSamples; ++k) {
-      const T x = static_cast<T>(beta * std::pow(10.0, 4 * u(rng)) * (u(rng) < 0 ? -1 : 1));
-      // mostly |z| ≤ 1/16 (the identity), one in eight up to 1 (hypot of θ⁺)
-      const double z_max = k % 8 == 0 ? 1.0 : 0.0625;
-      const T z = static_cast<T>(z_max * std::pow(10.0, 1.5 * (u(rng) - 1)) * (u(rng) < 0 ? -1 : 1));
-      T next = 0;
-      const T got_step = h.dual_step(x, z, T(-1), next);
-      ASSERT_EQ(got_step, h.dual_step(x, z, T(-1))) << "x=" << x << " z=" << z;
-      const long double X = x, Z = z, B = static_cast<T>(beta);
-      const long double W = B * std::sinh(std::asinh(X / B) - Z);
-      const long double want = std::sqrt(W * W + B * B);
-      const T w = static_cast<T>(want);
-      const long double ulp = std::nextafter(w, std::numeric_limits<T>::infinity()) - w;
-      const double err = static_cast<double>(std::fabs(next - want) / ulp);
-      worst = std::max(worst, err);
-      total += err;
-    }
-    EXPECT_LE(worst, 3.0) << "beta=" << beta;
-    EXPECT_LE(total / kSamples, 0.5) << "beta=" << beta;
-  }
-  // g = 0: θ⁺ = θ and the second output is 1/φ''(θ), bit for bit.
-  const mc::HyperbolicEntropy<T> h{T(0.01)};
-  for (double x : kPoints) {
-    T next = 0;
-    EXPECT_EQ(h.dual_step(static_cast<T>(x), T(0), T(-0.5), next), static_cast<T>(x));
-    EXPECT_EQ(next, h.inv_metric(static_cast<T>(x))) << "x=" << x;
-  }
-}
-
-TEST(HyperbolicMap, DualStepGivesNextInvMetricFloat) { check_next_inv_metric<float>(); }
-TEST(HyperbolicMap, DualStepGivesNextInvMetricDouble) { check_next_inv_metric<double>(); }
-
 TEST(HyperbolicMap, InvMetricDoesNotUnderflowForTinyBeta) {
   const mc::HyperbolicEntropy<float> h{1e-30f};
   EXPECT_EQ(h.inv_metric(0.0f), 1e-30f);

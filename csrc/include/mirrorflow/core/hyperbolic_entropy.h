@@ -59,26 +59,6 @@ struct HyperbolicEntropy {
   /// the quotient's own rounding of c contributes where |x| < β.
   template <class V>
   MF_INLINE V dual_step(V x, V g, V s) const {
-    V unused;
-    return dual_step_impl<false>(x, g, s, unused);
-  }
-
-  /// dual_step, and 1/φ''(θ⁺) = √(θ⁺²+β²) from the same exponentials, for the
-  /// normalised step's next mean: with y = asinh(x/β), exactly
-  ///   √(θ⁺²+β²) = β·cosh(y − z) = h·cosh z − x·sinh z,
-  /// evaluated where z² ≤ 2⁻⁸ as fnma(x, sinh z, fma(h, cosh z − 1, h)): there
-  /// |x·sinh z| ≤ 0.063·h, so nothing cancels and the value is within about
-  /// 2.5 ulp (h's 1.5, two roundings), against hypot(θ⁺, β)'s 1.5 after θ⁺'s
-  /// own rounding. Elsewhere (where the two terms can cancel) hypot(θ⁺, β).
-  /// For g = 0 it is h, bit for bit.
-  template <class V>
-  MF_INLINE V dual_step(V x, V g, V s, V& next_inv_metric) const {
-    return dual_step_impl<true>(x, g, s, next_inv_metric);
-  }
-
- private:
-  template <bool kNext, class V>
-  MF_INLINE V dual_step_impl(V x, V g, V s, V& next_inv_metric) const {
     using O = Ops<V>;
     const V b(beta);
     const V z = (V(0) - s) * g;  // = −(s·g) exactly; −s is loop-invariant
@@ -93,13 +73,7 @@ struct HyperbolicEntropy {
     const V c = O::with_fallback(small, h - ax, [&] { return b * (b / (h + ax)); });
     const V em_decay = O::select(O::lt(x, V(0)), em_pos, em_neg);
     const V sinh_z = V(0.5) * (em_pos - em_neg);
-    const V next = O::fnma(c, sinh_z, O::fma(x, em_decay, x));
-    if constexpr (kNext) {
-      const V cosh_z_minus_1 = V(0.5) * (em_pos + em_neg);
-      next_inv_metric = O::with_fallback(small, O::fnma(x, sinh_z, O::fma(h, cosh_z_minus_1, h)),
-                                         [&] { return O::hypot(next, b); });
-    }
-    return next;
+    return O::fnma(c, sinh_z, O::fma(x, em_decay, x));
   }
 };
 

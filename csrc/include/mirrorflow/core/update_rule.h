@@ -67,32 +67,16 @@ MF_INLINE V mirror_update(const Map& map, V x, V g, V s) {
   }
 }
 
-/// The gradient the mirror update takes, in the order of MATH.md §2: g ←
-/// g/grad_scale when unscaling (GradScaler; `g` is left holding it), the
-/// gradient transform, then momentum (which updates `buf`).
-template <bool Momentum, class V, class T>
-MF_INLINE V effective_gradient(const V& x, V& g, V& buf, const ElementStep<T>& s) {
-  if (s.unscale) g = g / V(s.grad_scale);
-  V ge = decayed_gradient(g, x, s.transform);
-  if constexpr (Momentum) ge = momentum_gradient(ge, buf, s.first_step, s.transform);
-  return ge;
-}
-
 /// One element (or one SIMD vector of elements) of one step, in the order of
 /// MATH.md §2: g ← g/grad_scale when unscaling (GradScaler), the gradient
 /// transform, momentum, then the mirror update. `g` is left holding the
 /// unscaled gradient, which the caller writes back when unscaling.
 template <UpdateKind U, bool Momentum, class Map, class V, class T>
 MF_INLINE void step_element(const Map& map, V& x, V& g, V& buf, const ElementStep<T>& s) {
-  x = mirror_update<U>(map, x, effective_gradient<Momentum>(x, g, buf, s), V(s.scale));
-}
-
-/// step_element of the dual update on a map whose dual_step also gives
-/// 1/φ''(θ⁺) (the hyperbolic one), into `next_inv_metric`.
-template <bool Momentum, class Map, class V, class T>
-MF_INLINE void dual_step_element(const Map& map, V& x, V& g, V& buf, const ElementStep<T>& s,
-                                 V& next_inv_metric) {
-  x = map.dual_step(x, effective_gradient<Momentum>(x, g, buf, s), V(s.scale), next_inv_metric);
+  if (s.unscale) g = g / V(s.grad_scale);
+  V ge = decayed_gradient(g, x, s.transform);
+  if constexpr (Momentum) ge = momentum_gradient(ge, buf, s.first_step, s.transform);
+  x = mirror_update<U>(map, x, ge, V(s.scale));
 }
 
 }  // namespace mirrorflow::core
