@@ -48,55 +48,42 @@ constexpr int64_t kBlock = 1024;
 constexpr int kLanes = 8;
 static_assert(kChunk % kBlock == 0 && kBlock % 64 == 0, "chunks hold whole blocks");
 
-// Running sums of 1/φ'' over one work item in kLanes double lanes: element i of
-// the item goes to lane i mod kLanes, whatever the SIMD width, and each lane
-// adds its elements in order, so the sum does not depend on the CPU capability.
-// The lanes live in one or two double vectors (registers in the loops below,
-// hence two named members rather than an array); `add` takes the values of
-// whole groups of kGroup elements, `add_tail` those of the item's last,
-// partial group.
+// Running sums of 1/φ'' over one work item in kLanes double lanes, added a
+// group of kGroup elements at a time, whatever the SIMD width, so that the sum
+// does not depend on the CPU capability: double element i of the item goes to
+// lane i mod kLanes; float elements are first added in float, four to a lane,
+// within a group of 32 (core::sum_by_eights: two roundings more per value, at
+// most 2⁻²³ of the sum), which quarters the widenings and double additions
+// (normalised steps on VGG-16 5–10 % faster: docs/benchmarks.md). Each lane adds
+// in item order. The lanes live in one or two double vectors
+// (registers in the loops below, hence two named members rather than an array).
 template <class T>
 struct LaneSums {
   using V = Vec<T>;
   using D = Vec<double>;
   static constexpr int64_t kSize = V::size();
   static constexpr int64_t kWide = D::size();
-  static constexpr int64_t kGroup = kSize > kLanes ? kSize : kLanes;  // both powers of two
+  static constexpr bool kFloat = std::is_same_v<T, float>;
+  static constexpr int64_t kGroup = kFloat ? core::kSumGroup : (kSize > kLanes ? kSize : kLanes);
+  static constexpr int64_t kVectors = kGroup / kSize;  // per group
   static_assert(kLanes == kWide || kLanes == 2 * kWide, "8 lanes are one or two vectors");
-  static_assert(kGroup % kSize == 0 && (std::is_same_v<T, double> || kSize == 2 * kWide),
-                "lanes tile the vectors");
+  static_assert(kGroup % kSize == 0 && (!kFloat || kSize == 2 * kWide), "lanes tile the vectors");
   D low = D(0.0);   // lanes [0, kWide)
   D high = D(0.0);  // lanes [kWide, 2·kWide) when kLanes = 2·kWide
 
-  void add_wide(const D& w, int64_t lane) {
-    if (kLanes == kWide || lane < kWide) {
-      low += w;
+  // The values of one group, in kVectors vectors.
+  void add_group(const V* v) {
+    if constexpr (kFloat) {
+      core::sum_by_eights(v, low, high);
     } else {
-      high += w;
+      for (int64_t j = 0; j < kVectors; ++j) {
+        if (kLanes == kWide || (j * kSize) % kLanes < kWide) {
+          low += v[j];
+        } else {
+          high += v[j];
+        }
+      }
     }
-  }
-  // The vector of values at element offset `at` (a multiple of kSize) of a group.
-  void add(const V& v, int64_t at) {
-    if constexpr (std::is_same_v<T, double>) {
-      add_wide(v, at % kLanes);
-    } else {
-      D first;
-      D second;
-      core::widen(v, first, second);
-      add_wide(first, at % kLanes);
-      add_wide(second, (at + kWide) % kLanes);
-    }
-  }
-  // The first m values of v, the elements at offset `at` of the item's last group.
-  void add_tail(const V& v, int64_t at, int64_t m) {
-    alignas(64) T narrow[kSize];
-    alignas(64) double lanes[2 * kWide];
-    v.store(narrow);
-    low.store(lanes);
-    high.store(lanes + kWide);
-    for (int64_t j = 0; j < m; ++j) lanes[(at + j) % kLanes] += static_cast<double>(narrow[j]);
-    low = D::loadu(lanes);
-    high = D::loadu(lanes + kWide);
   }
   double total() const {
     alignas(64) double lanes[2 * kWide];
@@ -188,25 +175,31 @@ constexpr int64_t kLineBytes = 64;
 template <class W, class Map, class T>
 MF_FLATTEN void add_inv_metric(const Map map, const T* x, int64_t n, LaneSums<T>& item_sums,
                                const Ahead<T>& ahead = {}) {
+  using S = LaneSums<T>;
   constexpr int64_t kSize = W::size();
-  constexpr int64_t kGroup = LaneSums<T>::kGroup;
   constexpr int64_t kLine = kLineBytes / static_cast<int64_t>(sizeof(T));
-  static_assert(kLine % kGroup == 0, "a cache line holds whole groups");
-  LaneSums<T> sums = item_sums;
-  auto group = [&](int64_t i) {
-    for (int64_t j = 0; j < kGroup; j += kSize) {
-      sums.add(map.inv_metric(W(W::loadu(x + i + j))), j);
-    }
+  static_assert(S::kGroup % kLine == 0 && kSize == S::kSize, "a group is whole lines");
+  S sums = item_sums;
+  Vec<T> v[S::kVectors];
+  auto group = [&](const T* at) {
+    for (int64_t j = 0; j < S::kVectors; ++j) v[j] = map.inv_metric(W(W::loadu(at + j * kSize)));
+    sums.add_group(v);
   };
   int64_t i = 0;
-  for (const int64_t lines = std::min(n, ahead.n); i + kLine <= lines; i += kLine) {
-    ahead.line(i);
-    for (int64_t k = 0; k < kLine; k += kGroup) group(i + k);
+  for (const int64_t lines = std::min(n, ahead.n); i + S::kGroup <= lines; i += S::kGroup) {
+    for (int64_t k = 0; k < S::kGroup; k += kLine) ahead.line(i + k);
+    group(x + i);
   }
-  for (; i + kGroup <= n; i += kGroup) group(i);
-  for (; i < n; i += kSize) {
-    const int64_t m = std::min<int64_t>(kSize, n - i);
-    sums.add_tail(map.inv_metric(W(W::loadu(x + i, m))), i % kGroup, m);
+  for (; i + S::kGroup <= n; i += S::kGroup) group(x + i);
+  if (i < n) {  // the item's last, partial group, completed with zeros (v + 0 = v)
+    alignas(64) T last[S::kGroup] = {};
+    const int64_t rest = n - i;  // < kGroup
+    for (int64_t j = 0; j < S::kGroup && j < rest; j += kSize) {
+      const int64_t m = std::min(kSize, rest - j);
+      map.inv_metric(W(W::loadu(x + i + j, m))).store(last + j, m);
+    }
+    for (int64_t j = 0; j < S::kVectors; ++j) v[j] = Vec<T>::loadu(last + j * kSize);
+    sums.add_group(v);
   }
   item_sums = sums;
 }

@@ -8,6 +8,7 @@ import io
 import itertools
 import pickle
 
+import numpy as np
 import pytest
 import torch
 
@@ -217,6 +218,66 @@ def test_mean_kept_from_a_step_equals_the_mean_recomputed(mirror, update, kw, dt
     fresh.step()
     assert torch.equal(q, p)
     assert torch.equal(kept._metric_mean(p), fresh._metric_mean(q))
+
+
+def _mean_in_kernel_order(terms: np.ndarray) -> float:
+    """The mean of 1/φ'' as the CPU kernel adds it up (csrc/cpu/mirror_step_kernel.cpp,
+    LaneSums): per work item of 16 384 elements, 8 double lanes; float32 terms are
+    first added in float32, ((t[k] + t[k+8]) + (t[k+16] + t[k+24])) per group of 32,
+    float64 terms go to lane i mod 8; a last partial group is completed with zeros;
+    the lanes, then the items, are added in order."""
+    group = 32 if terms.dtype == np.float32 else 8
+    total = 0.0
+    for start in range(0, terms.size, 16384):
+        item = terms[start:start + 16384]
+        padded = np.zeros(-(-item.size // group) * group, terms.dtype)
+        padded[:item.size] = item
+        if terms.dtype == np.float32:
+            g = padded.reshape(-1, 4, 8)
+            rows = ((g[:, 0] + g[:, 1]) + (g[:, 2] + g[:, 3])).astype(np.float64)
+        else:
+            rows = padded.reshape(-1, 8)
+        lanes = np.zeros(8)
+        for row in rows:
+            lanes = lanes + row
+        item_sum = 0.0
+        for lane in lanes:
+            item_sum += lane
+        total += item_sum
+    return total / terms.size
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("mirror,kw", [
+    ("hyperbolic", {"beta": 0.1}),
+    ("power", {"beta": 0.1, "degree": 3.0}),
+    ("power", {"beta": 0.1, "degree": 4.0}),
+])
+def test_the_mean_is_added_up_in_its_documented_order(mirror, kw, dtype):
+    """The kernel's mean of 1/φ''(θ), against the same sum written out in NumPy over
+    independently computed terms: the same bits where the terms are (AVX2/AVX512,
+    whose fused multiply-adds the terms below reproduce)."""
+    gen = torch.Generator().manual_seed(2)
+    p = torch.randn(3 * 16384 + 77, generator=gen, dtype=dtype).requires_grad_()
+    p.grad = torch.zeros_like(p)
+    opt = mirrorflow.MirrorDescent([p], lr=1e-3, mirror=mirror, normalize=True, **kw)
+    opt.found_inf = torch.tensor(1.0)  # computes the mean of θ and moves nothing
+    opt.step()
+    x = p.detach().numpy()
+    if mirror == "hyperbolic" and dtype == torch.float32:
+        # the kernel's √(fma(x, x, β²)) in float32 (x² + β² is exact in float64 here)
+        b = np.float32(kw["beta"])
+        terms = np.sqrt((x.astype(np.float64) ** 2 + np.float64(b * b)).astype(np.float32))
+    else:
+        terms = mirrorflow.map_eval(p.detach(), mirror, "inv_metric", beta=kw["beta"],
+                                    degree=kw.get("degree", 3.0)).numpy()
+    expected = _mean_in_kernel_order(terms)
+    got = opt._metric_mean(p).item()
+    if mirrorflow.build_info()["cpu_capability"] == "DEFAULT" and dtype == torch.float32:
+        # ATen's DEFAULT build rounds a·b + c twice, which moves terms by an ulp or so
+        assert abs(got / expected - 1) < 4 * torch.finfo(dtype).eps
+    else:
+        assert got == expected
 
 
 def test_metric_mean_cache_follows_changes_outside_the_optimizer():
