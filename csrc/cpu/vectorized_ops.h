@@ -104,18 +104,17 @@ struct VectorOps {
   /// small. SLEEF in the other lanes. Exactly 0 at 0. The test is x·x ≤ r²
   /// (r² is a power of two, so this is |x| ≤ r exactly, and false for NaN).
   static V expm1(const V& x) {
-    V pos;
-    V neg;
-    expm1_pair(x, pos, neg);
-    return pos;
-  }
-
-  /// expm1(x) and expm1(−x) as above, from one evaluation of the even and odd
-  /// parts of the polynomial: expm1(±x) = ±x + x²·(E(x²) ± x·O(x²)).
-  static void expm1_pair(const V& x, V& pos, V& neg) {
     const V x2 = x * x;
     V even;
     V odd;
+    expm1_parts(x2, even, odd);
+    return with_fallback(x2 <= V(kExpm1RangeSquared<T>), fma(fma(x, odd, even), x2, x),
+                         [&] { return x.expm1(); });
+  }
+
+  /// The even and odd parts of that polynomial, of x² = `x2`:
+  /// expm1(x) = x + x²·(E(x²) + x·O(x²)) and sinh x = x + x²·(x·O(x²)).
+  static void expm1_parts(const V& x2, V& even, V& odd) {
     if constexpr (std::is_same_v<T, double>) {
       even = fma(fma(fma(V(1.0 / 40320), x2, V(1.0 / 720)), x2, V(1.0 / 24)), x2, V(0.5));
       odd = fma(fma(V(1.0 / 5040), x2, V(1.0 / 120)), x2, V(1.0 / 6));
@@ -123,13 +122,35 @@ struct VectorOps {
       even = fma(V(1.0f / 24), x2, V(0.5f));
       odd = fma(V(1.0f / 120), x2, V(1.0f / 6));
     }
+  }
+
+  /// Ops<float>::decay_and_sinh (math_ops.h) SIMD-wide: in the lanes where
+  /// |z| ≤ r (as expm1 above), from one evaluation of the polynomial's parts,
+  /// decay = w + z²·(E + w·O) with w = −sign(x)·z, and sinh z = z + z²·(z·O);
+  /// SLEEF's expm1 in the others. In the fast lanes the sign bit of x picks w,
+  /// so x = −0 takes expm1(z) where x < 0 would take expm1(−z); the step is the
+  /// same either way (x·e + x is ±0 and c·sinh z decides). Adding +0 makes
+  /// sinh(±0) = +0, as the scalar (expm1(z) − expm1(−z))/2 is, so that a zero
+  /// gradient of either sign leaves x as it is, −0 included. Compared with
+  /// selecting between expm1(z) and expm1(−z), this saves a multiplication, a
+  /// comparison and a blend per vector: the dual step's loop is bound by the
+  /// multiply and fma pipes (docs/benchmarks.md).
+  static void decay_and_sinh(const V& z, const V& x, V& decay, V& sinh_z) {
+    const V x2 = z * z;
+    V even;
+    V odd;
+    expm1_parts(x2, even, odd);
+    const V sign(T(-0.0));
+    const V w = (z ^ sign) ^ (x & sign);
+    decay = fma(fma(w, odd, even), x2, w);
+    sinh_z = fma(x2, z * odd, z) + V(T(0));
     const V fast = x2 <= V(kExpm1RangeSquared<T>);
-    const V x_odd = x * odd;
-    pos = fma(even + x_odd, x2, x);
-    neg = at::vec::fmsub(even - x_odd, x2, x);  // = fma(even − x_odd, x2, −x)
     if (all(fast)) return;  // one test for both
-    pos = with_fallback(fast, pos, [&] { return x.expm1(); });
-    neg = with_fallback(fast, neg, [&] { return (V(T(0)) - x).expm1(); });
+    decay = with_fallback(fast, decay, [&] {
+      return select(lt(x, V(T(0))), z.expm1(), (V(T(0)) - z).expm1());
+    });
+    sinh_z = with_fallback(fast, sinh_z,
+                           [&] { return V(T(0.5)) * (z.expm1() - (V(T(0)) - z).expm1()); });
   }
 
   static V log1p(const V& x) { return x.log1p(); }

@@ -220,6 +220,29 @@ def test_mean_kept_from_a_step_equals_the_mean_recomputed(mirror, update, kw, dt
     assert torch.equal(kept._metric_mean(p), fresh._metric_mean(q))
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_a_zero_gradient_of_either_sign_leaves_theta_bit_for_bit(dtype):
+    """MATH.md §2: the hyperbolic dual step returns θ exactly when g = 0. On the
+    CPU's vector loops too (csrc/cpu/vectorized_ops.h), for g = +0 and g = −0
+    (which maximize makes of +0), and for θ = ±0: compared as bit patterns.
+    (The metric steps, like SGD's θ − η·g, turn θ = −0 into +0 when g = −0.)"""
+    gen = torch.Generator().manual_seed(6)
+    n = 4099  # whole vectors and a partial one
+    x = torch.randn(n, generator=gen, dtype=dtype) * 0.3
+    x[::7] = 0.0
+    x[3::7] = -0.0
+    g = torch.where(torch.rand(n, generator=gen) < 0.5, 0.0, -0.0).to(dtype)
+    bits = torch.int32 if dtype == torch.float32 else torch.int64
+    for maximize in (False, True):
+        p = x.clone().requires_grad_()
+        opt = mirrorflow.MirrorDescent([p], lr=0.5, mirror="hyperbolic", beta=0.1,
+                                       update="dual", maximize=maximize)
+        for _ in range(2):
+            p.grad = g.clone()
+            opt.step()
+        assert torch.equal(p.detach().view(bits), x.view(bits)), maximize
+
+
 def _mean_in_kernel_order(terms: np.ndarray) -> float:
     """The mean of 1/φ'' as the CPU kernel adds it up (csrc/cpu/mirror_step_kernel.cpp,
     LaneSums): per work item of 16 384 elements, 8 double lanes; float32 terms are

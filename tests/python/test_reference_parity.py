@@ -220,3 +220,32 @@ def test_gradient_with_other_strides_than_parameter():
     for t in (p, q):
         mirrorflow.MirrorDescent([t], lr=0.1, mirror="hyperbolic", beta=0.2).step()
     assert torch.equal(p, q)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+@pytest.mark.parametrize("beta", [1e-3, 0.05, 0.5, 3.0])
+def test_hyperbolic_dual_step_is_accurate_in_ulps(beta, dtype):
+    """The CPU kernel's hyperbolic dual step where |ηg| ≤ 1/16 (its polynomial
+    exponentials, csrc/cpu/vectorized_ops.h) against β·sinh(asinh(θ/β) − ηg) in
+    extended precision, in ulps of max(|θ⁺|, c·|ηg|) with c = √(θ²+β²) − |θ|
+    (θ⁺ itself can be 0 by cancellation, which no formula escapes): the bounds
+    of the scalar path's test (tests/cpp/test_maps.cpp), worst 4.5, mean 0.4."""
+    np = pytest.importorskip("numpy")
+    rng = np.random.default_rng(11)
+    n = 100_000
+    np_dtype = np.float32 if dtype == torch.float32 else np.float64
+    sign = lambda: np.where(rng.random(n) < 0.5, -1.0, 1.0)  # noqa: E731
+    x = (beta * 10.0 ** rng.uniform(-4, 4, n) * sign()).astype(np_dtype)
+    z = (0.0625 * 10.0 ** rng.uniform(-3, 0, n) * sign()).astype(np_dtype)
+    p = torch.from_numpy(x.copy()).requires_grad_()
+    opt = mirrorflow.MirrorDescent([p], lr=1.0, mirror="hyperbolic", beta=beta, update="dual")
+    p.grad = torch.from_numpy(z.copy())
+    opt.step()
+    got = p.detach().numpy().astype(np.longdouble)
+    X, Z = x.astype(np.longdouble), z.astype(np.longdouble)
+    B = np.longdouble(np_dtype(beta))
+    want = B * np.sinh(np.arcsinh(X / B) - Z)
+    c = B * B / (np.sqrt(X * X + B * B) + np.abs(X))
+    scale = np.maximum(np.abs(want), c * np.abs(Z)).astype(np_dtype)
+    err = np.abs(got - want) / np.spacing(scale).astype(np.longdouble)
+    assert float(err.max()) <= 4.5 and float(err.mean()) <= 0.4, (float(err.max()), float(err.mean()))

@@ -46,9 +46,10 @@ struct HyperbolicEntropy {
   /// MATH.md §2 gives the stable form x·cosh z − √(x²+β²)·sinh z. Its two
   /// terms still cancel when |z| is large, so it is rewritten, exactly, as
   ///   x·e^{−sign(x)·z} − c·sinh z,   c = √(x²+β²) − |x| = β²/(√(x²+β²)+|x|),
-  /// with e^{∓z} = 1 + expm1(∓z) and sinh z = (expm1(z) − expm1(−z))/2,
-  /// evaluated as fnma(c, sinh z, fma(x, expm1(∓z), x)). For g = 0 both expm1
-  /// are 0, so the result is x bit for bit.
+  /// with e^{∓z} = 1 + expm1(∓z) and sinh z (Ops::decay_and_sinh: from two
+  /// expm1 on the GPU, from one polynomial on the CPU), evaluated as
+  /// fnma(c, sinh z, fma(x, expm1(∓z), x)). For g = 0 (either sign) the
+  /// exponentials are +0, so the result is x bit for bit.
   ///
   /// c is the quotient in general; where z² ≤ 2⁻⁸ (|z| ≤ 1/16; the CPU's
   /// polynomial expm1 has the same test, so the two share it) it is the
@@ -62,17 +63,15 @@ struct HyperbolicEntropy {
     using O = Ops<V>;
     const V b(beta);
     const V z = (V(0) - s) * g;  // = −(s·g) exactly; −s is loop-invariant
-    V em_pos;
-    V em_neg;
-    O::expm1_pair(z, em_pos, em_neg);
+    V em_decay;  // expm1(∓z)
+    V sinh_z;
+    O::decay_and_sinh(z, x, em_decay, sinh_z);
     const V ax = O::abs(x);
     const V h = O::hypot(x, b);
     // x = ±inf gives NaN (inf − inf); the quotient gave NaN too for z = 0 and
     // for one sign of z (fma(x, expm1(∓z), x) = inf·(−t) + inf), ±inf for the other.
     const auto small = O::le(z * z, V(T(0x1p-8)));
     const V c = O::with_fallback(small, h - ax, [&] { return b * (b / (h + ax)); });
-    const V em_decay = O::select(O::lt(x, V(0)), em_pos, em_neg);
-    const V sinh_z = V(0.5) * (em_pos - em_neg);
     return O::fnma(c, sinh_z, O::fma(x, em_decay, x));
   }
 };

@@ -31,10 +31,14 @@ struct Ops<float> {
   MF_INLINE static float sqrt(float x) { return ::sqrtf(x); }
   MF_INLINE static float hypot(float x, float y) { return ::hypotf(x, y); }
   MF_INLINE static float expm1(float x) { return ::expm1f(x); }
-  /// expm1(x) and expm1(−x).
-  MF_INLINE static void expm1_pair(float x, float& pos, float& neg) {
-    pos = ::expm1f(x);
-    neg = ::expm1f(-x);
+  /// The hyperbolic dual step's exponentials (hyperbolic_entropy.h):
+  /// `decay` = expm1(−z) where x ≥ 0 and expm1(z) where x < 0, and
+  /// `sinh_z` = (expm1(z) − expm1(−z))/2.
+  MF_INLINE static void decay_and_sinh(float z, float x, float& decay, float& sinh_z) {
+    const float pos = ::expm1f(z);
+    const float neg = ::expm1f(-z);
+    decay = x < 0 ? pos : neg;
+    sinh_z = float(0.5) * (pos - neg);
   }
   MF_INLINE static float log1p(float x) { return ::log1pf(x); }
   MF_INLINE static float pow(float x, float p) { return ::powf(x, p); }
@@ -68,9 +72,14 @@ struct Ops<double> {
   MF_INLINE static double sqrt(double x) { return ::sqrt(x); }
   MF_INLINE static double hypot(double x, double y) { return ::hypot(x, y); }
   MF_INLINE static double expm1(double x) { return ::expm1(x); }
-  MF_INLINE static void expm1_pair(double x, double& pos, double& neg) {
-    pos = ::expm1(x);
-    neg = ::expm1(-x);
+  /// The hyperbolic dual step's exponentials (hyperbolic_entropy.h):
+  /// `decay` = expm1(−z) where x ≥ 0 and expm1(z) where x < 0, and
+  /// `sinh_z` = (expm1(z) − expm1(−z))/2.
+  MF_INLINE static void decay_and_sinh(double z, double x, double& decay, double& sinh_z) {
+    const double pos = ::expm1(z);
+    const double neg = ::expm1(-z);
+    decay = x < 0 ? pos : neg;
+    sinh_z = double(0.5) * (pos - neg);
   }
   MF_INLINE static double log1p(double x) { return ::log1p(x); }
   MF_INLINE static double pow(double x, double p) { return ::pow(x, p); }
