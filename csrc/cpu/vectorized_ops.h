@@ -146,24 +146,16 @@ struct VectorOps {
     sinh_z = fma(x2, z * odd, z) + V(T(0));
     const V fast = x2 <= V(kExpm1RangeSquared<T>);
     if (all(fast)) return;  // one test for both
-    V pos;  // SLEEF's expm1(z) and expm1(−z), computed once for both fallbacks
+    // SLEEF's expm1(z) and expm1(−z), computed once: both calls below take the
+    // same mask, so the second runs its fallback exactly when the first did.
+    V pos;
     V neg;
-    bool have_exact = false;
-    auto exact = [&] {
-      if (!have_exact) {
-        pos = z.expm1();
-        neg = (V(T(0)) - z).expm1();
-        have_exact = true;
-      }
-    };
     decay = with_fallback(fast, decay, [&] {
-      exact();
+      pos = z.expm1();
+      neg = (V(T(0)) - z).expm1();
       return select(lt(x, V(T(0))), pos, neg);
     });
-    sinh_z = with_fallback(fast, sinh_z, [&] {
-      exact();
-      return V(T(0.5)) * (pos - neg);
-    });
+    sinh_z = with_fallback(fast, sinh_z, [&] { return V(T(0.5)) * (pos - neg); });
   }
 
   static V log1p(const V& x) { return x.log1p(); }
