@@ -281,10 +281,16 @@ def test_one_full_batch_step_equals_the_python_optimizer(tmp_path, options):
                           float(v) if k in ("beta", "degree") else v) for k, v in options.items()}
     mirrorflow.MirrorDescent(list(params.values()), lr=0.1, **python_options).step()
     initial, stepped = load_params(tmp_path / "init.pt"), load_params(tmp_path / "step.pt")
+    # The two programs' gradients differ in float32 rounding (their convolutions add in
+    # different orders, and differently for each CPU capability), and the power map's dual
+    # step near 0 multiplies g by about 1/βₗ (βₗ = 0.1/√fan_in): measured, the steps agree
+    # to within 5·10⁻⁶ of each tensor's largest step, so allow 3·10⁻⁵ of it. A wrong
+    # option (lr, β, its scaling, the update, normalisation) moves them by far more.
     for k, p in params.items():
-        moved = (stepped[k] - initial[k]).abs().max().item()
-        assert moved > 0 or k.endswith("bias")
-        torch.testing.assert_close(stepped[k], p.detach(), rtol=1e-4, atol=1e-6)
+        step_cpp, step_python = stepped[k] - initial[k], p.detach() - initial[k]
+        largest = step_python.abs().max().item()
+        assert step_cpp.abs().max().item() > 0 or k.endswith("bias")
+        torch.testing.assert_close(step_cpp, step_python, rtol=0, atol=3e-5 * largest)
 
 
 def test_resuming_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
