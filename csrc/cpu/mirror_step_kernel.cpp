@@ -145,7 +145,12 @@ MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const co
 
 // Lines of θ, g and the momentum buffer b (unless null) that the loop below
 // asks the memory for while it adds up a block: elements [0, n) from x, g and
-// b, n not past the tensor's end. θ and b are asked for to be written.
+// b, n not past the tensor's end. Into L2 (prefetcht1), for reading: the
+// update loop pulls them on into L1 as it reaches them. On VGG-16 (Zen 4)
+// this took normalised steps 8–34 % less time without momentum and 15–46 %
+// with it than prefetching into L1 (prefetcht0, or prefetchw for the streams
+// written), and it helps the dual update too, which went without before
+// (docs/benchmarks.md).
 template <class T>
 struct Ahead {
   T* x = nullptr;
@@ -153,13 +158,13 @@ struct Ahead {
   T* b = nullptr;
   int64_t n = 0;
   void line(int64_t i) const {
-    __builtin_prefetch(x + i, 1, 3);
-    __builtin_prefetch(g + i, 0, 3);
-    if (b) __builtin_prefetch(b + i, 1, 3);
+    __builtin_prefetch(x + i, 0, 2);
+    __builtin_prefetch(g + i, 0, 2);
+    if (b) __builtin_prefetch(b + i, 0, 2);
   }
 };
-// How far ahead of the block being added up: 8 KiB, the best of the distances
-// from 2 to 16 KiB measured on VGG-16 (2 KiB gained least).
+// How far ahead of the block being added up: 8 KiB (4 to 32 KiB measured
+// within the noise of each other on VGG-16; 2 KiB gained least).
 constexpr int64_t kAheadBytes = 8192;
 constexpr int64_t kLineBytes = 64;
 
@@ -169,9 +174,7 @@ constexpr int64_t kLineBytes = 64;
 // This loop reads only what the step just wrote, from L1, so without `ahead`
 // the core requests no memory while it runs, and neither does the hardware
 // prefetcher, which follows the core's misses: a normalised step then cost
-// about its step loop plus this loop. With it, normalised metric steps on
-// VGG-16 took 5–15 % less time in our runs; the normalised dual steps, whose
-// update loop is longer, 3–4 % more, so they go without (docs/benchmarks.md).
+// about its step loop plus this loop; with it, the memory keeps streaming.
 template <class W, class Map, class T>
 MF_FLATTEN void add_inv_metric(const Map map, const T* x, int64_t n, LaneSums<T>& item_sums,
                                const Ahead<T>& ahead = {}) {
@@ -326,8 +329,8 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
         for (int64_t b = begin; b < begin + n; b += kDeferBlock) {
           const int64_t m = std::min(kDeferBlock, begin + n - b);
           span(w, param + b, grad + b, Momentum ? buf + b : nullptr, m);
-          Ahead<T> ahead;  // metric update only: the dual's measured 3–4 % slower with it
-          if (U == UpdateKind::Metric && b + kAhead < to_tensor_end) {
+          Ahead<T> ahead;
+          if (b + kAhead < to_tensor_end) {
             ahead = {param + b + kAhead, grad + b + kAhead, Momentum ? buf + b + kAhead : nullptr,
                      to_tensor_end - (b + kAhead)};
           }
