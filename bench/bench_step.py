@@ -50,12 +50,20 @@ def machine(device: str) -> dict:
     info = {"platform": platform.platform(), "python": platform.python_version(),
             "torch": torch.__version__, "torch_threads": torch.get_num_threads(),
             "cpu_count": os.cpu_count(), "cpu": platform.processor() or "unknown"}
-    try:
+    try:  # the first processor's name, family, model and clock (machines sold under one name differ)
+        fields: dict[str, str] = {}
         with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        if names:
-            info["cpu"] = names[0]
-    except OSError:
+            for line in f:
+                if not line.strip():
+                    break
+                key, _, value = line.partition(":")
+                fields.setdefault(key.strip(), value.strip())
+        if "model name" in fields:
+            details = [f"{k} {fields[k]}" for k in ("cpu family", "model") if k in fields]
+            if "cpu MHz" in fields:
+                details.append(f"{float(fields['cpu MHz']):.0f} MHz")
+            info["cpu"] = fields["model name"] + (f" ({', '.join(details)})" if details else "")
+    except (OSError, ValueError):
         pass
     import mirrorflow
 
