@@ -281,11 +281,11 @@ def test_one_full_batch_step_equals_the_python_optimizer(tmp_path, options):
                           float(v) if k in ("beta", "degree") else v) for k, v in options.items()}
     mirrorflow.MirrorDescent(list(params.values()), lr=0.1, **python_options).step()
     initial, stepped = load_params(tmp_path / "init.pt"), load_params(tmp_path / "step.pt")
-    # The two programs' gradients differ in float32 rounding (their convolutions add in
-    # different orders, and differently for each CPU capability), and the power map's dual
-    # step near 0 multiplies g by about 1/βₗ (βₗ = 0.1/√fan_in): measured, the steps agree
-    # to within 5·10⁻⁶ of each tensor's largest step, so allow 3·10⁻⁵ of it. A wrong
-    # option (lr, β, its scaling, the update, normalisation) moves them by far more.
+    # The two programs' float32 gradients differ by rounding, and the power map's dual step
+    # near 0 multiplies g by about 1/βₗ (βₗ = 0.1/√fan_in): measured with AVX2 and AVX512
+    # kernels, the steps agree to within 5·10⁻⁶ of each tensor's largest step (elementwise
+    # tolerances of 10⁻⁶ failed on AVX512), so allow 3·10⁻⁵ of it. A wrong option (lr, β,
+    # its scaling, the update, normalisation) moves them by far more.
     for k, p in params.items():
         step_cpp, step_python = stepped[k] - initial[k], p.detach() - initial[k]
         largest = step_python.abs().max().item()
