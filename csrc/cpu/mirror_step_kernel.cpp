@@ -101,6 +101,10 @@ struct Kept {
   T* x = nullptr;
   T* g = nullptr;
   T* b = nullptr;
+  /// Where element k of the block on is kept.
+  Kept from(int64_t k) const {
+    return {x ? x + k : nullptr, g ? g + k : nullptr, b ? b + k : nullptr};
+  }
 };
 
 // Lines of θ, g and the momentum buffer b (unless null) that a step asks the
@@ -239,6 +243,14 @@ struct VectorType {
 // Elements per block of a deferred pass: a block's saved inputs stay in L1.
 constexpr int64_t kDeferBlock = 512;
 static_assert(kChunk % kDeferBlock == 0 && kDeferBlock % 64 == 0, "whole groups per block");
+// Elements a normalised step updates before it adds up their 1/φ'' (and asks
+// for the lines ahead): on the Intel machine, in one process on VGG-16, 256
+// (or 128) took the normalised hyperbolic metric step 1.44× → 1.33× SGD's time
+// and the hyperbolic dual 1.65× → 1.49× against 512, the power metric step
+// unchanged (docs/benchmarks.md); the sum's order does not depend on it.
+constexpr int64_t kSumBlock = 256;
+static_assert(kDeferBlock % kSumBlock == 0 && kSumBlock % core::kSumGroup == 0,
+              "whole sum blocks per deferred block, whole groups per sum block");
 
 // Runs a pass over [0, count) in blocks: `deferred(b, n)` (on Deferred<T>,
 // keeping the inputs it overwrites), after `save(b, n)` (what else it changes);
@@ -302,14 +314,17 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
   auto* buf = Momentum ? static_cast<scalar_t*>(task.momentum_buffer) + begin : nullptr;
   // The loop of this step on vectors W, chosen once per item.
   Kept<T> kept;
-  auto span = [&](auto w, T* x, T* g, T* b, int64_t n, const Ahead<T>& ahead = {}) {
+  // `kept_at`: where x is in its deferred block.
+  auto span = [&](auto w, T* x, T* g, T* b, int64_t n, const Ahead<T>& ahead = {},
+                  int64_t kept_at = 0) {
     using W = typename decltype(w)::type;
+    const Kept<T> k = kept.from(kept_at);
     if constexpr (Momentum) {
-      step_span<U, true, false, W>(map, x, g, b, n, s, kept, ahead);
+      step_span<U, true, false, W>(map, x, g, b, n, s, k, ahead);
     } else if (plain) {
-      step_span<U, false, true, W>(map, x, g, b, n, s, kept, ahead);
+      step_span<U, false, true, W>(map, x, g, b, n, s, k, ahead);
     } else {
-      step_span<U, false, false, W>(map, x, g, b, n, s, kept, ahead);
+      step_span<U, false, false, W>(map, x, g, b, n, s, k, ahead);
     }
   };
   using Exact = VectorType<Vec<T>>;
@@ -333,8 +348,8 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
       if (keep_g) std::copy(kept_g, kept_g + n, grad + b);
       if constexpr (Momentum) std::copy(kept_b, kept_b + n, buf + b);
     };
-    // A normalised step sums 1/φ''(θ⁺) in a second loop over each block of
-    // kDeferBlock elements just written, while they are in L1: one loop doing
+    // A normalised step sums 1/φ''(θ⁺) in a second loop over each kSumBlock
+    // elements just written, while they are in L1: one loop doing
     // both has too long a chain of dependent operations per vector for the
     // core to overlap consecutive vectors (measured: up to 1.3× slower in cache).
     auto pass = [&](auto w) {
@@ -352,9 +367,9 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
                unit ? Ahead<T>{} : ahead_of(param, grad, buf, begin, to_tensor_end));
           return;
         }
-        for (int64_t b = begin; b < begin + n; b += kDeferBlock) {
-          const int64_t m = std::min(kDeferBlock, begin + n - b);
-          span(w, param + b, grad + b, Momentum ? buf + b : nullptr, m);
+        for (int64_t b = begin; b < begin + n; b += kSumBlock) {
+          const int64_t m = std::min(kSumBlock, begin + n - b);
+          span(w, param + b, grad + b, Momentum ? buf + b : nullptr, m, {}, b - begin);
           add_inv_metric<W>(map, param + b, m, sums, ahead_of(param, grad, buf, b, to_tensor_end));
         }
       };
