@@ -132,9 +132,10 @@ struct Ahead {
     if (b) __builtin_prefetch(b + i, 0, 2);
   }
 };
-// How far ahead of the element being updated or added up: 8 KiB (4 to 32 KiB
-// measured within the noise of each other on VGG-16 on both machines; into L1
-// on an earlier machine, 2 KiB gained least).
+// How far ahead of the element being updated or added up: 8 KiB (on VGG-16, 8
+// to 32 KiB within the noise of each other on Zen 4, 4 KiB a little worse in
+// one run of two; 4 to 32 KiB alike on the Intel machine; into L1 on an
+// earlier machine, 2 KiB gained least).
 constexpr int64_t kAheadBytes = 8192;
 constexpr int64_t kLineBytes = 64;
 
