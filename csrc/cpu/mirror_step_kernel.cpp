@@ -246,10 +246,11 @@ constexpr int64_t kDeferBlock = 512;
 static_assert(kChunk % kDeferBlock == 0 && kDeferBlock % 64 == 0, "whole groups per block");
 // Elements a normalised step updates before it adds up their 1/φ'' (and asks
 // for the lines ahead): on the Intel machine, in one process on VGG-16, 256
-// (or 128) took the normalised hyperbolic metric step 1.44× → 1.33× SGD's time
-// and the hyperbolic dual 1.65× → 1.49× against 512, the power metric step
-// unchanged (docs/benchmarks.md); the sum's order does not depend on it.
-constexpr int64_t kSumBlock = 256;
+// took the normalised hyperbolic metric step 1.44× → 1.33× SGD's time and the
+// hyperbolic dual 1.65× → 1.49× against 512, the power metric step unchanged;
+// 128 was as fast as 256 or 1–6 % faster in three runs (docs/benchmarks.md).
+// The sum's order does not depend on it.
+constexpr int64_t kSumBlock = 128;
 static_assert(kDeferBlock % kSumBlock == 0 && kSumBlock % core::kSumGroup == 0,
               "whole sum blocks per deferred block, whole groups per sum block");
 
