@@ -162,7 +162,7 @@ MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const co
   constexpr int64_t kSize = W::size();
   constexpr int64_t kLine = kLineBytes / static_cast<int64_t>(sizeof(T));
   static_assert(kLine % kSize == 0, "a line is whole vectors");
-  constexpr bool kKeep = std::is_same_v<W, core::Deferred<T>>;
+  constexpr bool kKeep = core::kIsDeferred<W>;
   const W scale(s.scale);
   auto one = [&](int64_t i, int64_t m) {
     W xv = W::loadu(x + i, m);
@@ -276,6 +276,30 @@ void deferred_blocks(int64_t count, Save save, Restore restore, Fast deferred, E
   if (b < count) exact(b, count - b);
 }
 
+// Where the fast loops take √ (core::Deferred; float on AVX512): by
+// multiplications and fmas (VectorOps::sqrt_in_range) in every sum loop and in
+// the update loop of the power map's metric step, the one that also divides,
+// which leaves the divider to the divisions; on the divider in the other
+// update loops, whose one √ per element it keeps up with while the dual steps'
+// polynomials and Newton solve keep the fma pipes busy. In cache on the Intel
+// machine (ns per 8 floats, docs/benchmarks.md): the power metric step 3.86 →
+// 2.45, normalised 7.5 → 4.9; the normalised hyperbolic metric step 4.35 →
+// 3.6 (4.0 with the update's √ on the fma pipes too); the power dual step's
+// update loop 25 → 28 with them.
+template <MirrorKind K, UpdateKind U>
+constexpr bool kFmaSqrtStep = K == MirrorKind::Power && U == UpdateKind::Metric;
+template <class W>
+struct SumVectorOf {
+  using type = W;
+};
+template <class T, bool F>
+struct SumVectorOf<core::Deferred<T, F>> {
+  using type = core::Deferred<T, true>;
+};
+// The vectors of a sum loop in a pass on W.
+template <class W>
+using SumVector = typename SumVectorOf<W>::type;
+
 // Maps whose inverse metric is 1 everywhere (euclidean; power with L = 2): the
 // sum of 1/φ'' over an item is its element count, exactly, with no pass.
 template <MirrorKind K, class Map>
@@ -330,7 +354,7 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
     }
   };
   using Exact = VectorType<Vec<T>>;
-  using Fast = VectorType<core::Deferred<T>>;
+  using Fast = VectorType<core::Deferred<T, kFmaSqrtStep<K, U>>>;
 
   if constexpr (std::is_same_v<scalar_t, T>) {
     // float and double: straight on the tensors' memory, in one pass, with the
@@ -357,8 +381,9 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
     auto pass = [&](auto w) {
       return [&, w](int64_t begin, int64_t n) {
         using W = typename decltype(w)::type;
+        using WS = SumVector<W>;
         if (mean_only) {
-          add_inv_metric<W>(map, param + begin, n, sums);
+          add_inv_metric<WS>(map, param + begin, n, sums);
           return;
         }
         if (!want_sum) {  // the Euclidean step among others: one loop, no blocks
@@ -372,7 +397,7 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
         for (int64_t b = begin; b < begin + n; b += kSumBlock) {
           const int64_t m = std::min(kSumBlock, begin + n - b);
           span(w, param + b, grad + b, Momentum ? buf + b : nullptr, m, {}, b - begin);
-          add_inv_metric<W>(map, param + b, m, sums, ahead_of(param, grad, buf, b, to_tensor_end));
+          add_inv_metric<WS>(map, param + b, m, sums, ahead_of(param, grad, buf, b, to_tensor_end));
         }
       };
     };

@@ -5,6 +5,7 @@
 // hypot, expm1 and pow take a cheaper exact path in the lanes that allow it
 // and SLEEF's in the others (SLEEF is called only when some lane needs it);
 // either way the result is within about one ulp of the true value, as SLEEF's.
+// √ is correctly rounded on either of its two paths (VectorOps::sqrt).
 // Which path a lane takes depends on that lane alone, so an element's result
 // does not depend on its neighbours in the vector.
 //
@@ -31,8 +32,10 @@ namespace mirrorflow::core {
 /// threads (only ever compared before and after a block, by the same thread).
 inline std::atomic<uint64_t> fast_path_misses{0};
 
-/// Vectorized<T> on which the fast paths of Ops defer their fallback (above).
-template <class T>
+/// Vectorized<T> on which the fast paths of Ops defer their fallback (above);
+/// `FmaSqrt`: √ by VectorOps::sqrt_in_range's multiply and fma pipes (float on
+/// AVX512) rather than the divider, the same bits either way.
+template <class T, bool FmaSqrt = false>
 struct Deferred : at::vec::Vectorized<T> {
   using Base = at::vec::Vectorized<T>;
   using Base::Base;
@@ -44,8 +47,8 @@ struct Deferred : at::vec::Vectorized<T> {
 template <class T>
 constexpr T kExpm1RangeSquared = std::is_same_v<T, double> ? 0x1p-10 : 0x1p-8f;
 
-/// The primitives on W = Vectorized<T> or Deferred<T>.
-template <class W, class T, bool Defer>
+/// The primitives on W = Vectorized<T> or Deferred<T, FmaSqrt>.
+template <class W, class T, bool Defer, bool FmaSqrt = false>
 struct VectorOps {
   using V = W;
   using scalar = T;
@@ -83,19 +86,51 @@ struct VectorOps {
     }
   }
 
-  static V sqrt(const V& x) { return x.sqrt(); }
+  // √ on the divider (vsqrtps) or, with FmaSqrt for float on AVX512, by
+  // core::sqrt_from_rsqrt from vrsqrt14ps on the multiply and fma pipes: the
+  // same bits where q ∈ [2⁻¹⁰⁰, 2¹²⁰] (math_ops.h). The kernel chooses per
+  // loop (mirror_step_kernel.cpp): the divider is what the metric steps wait
+  // for, the fma pipes what the dual steps do.
+#if defined(CPU_CAPABILITY_AVX512)
+  static constexpr bool kRsqrtSqrt = FmaSqrt && std::is_same_v<T, float>;
+#else
+  static constexpr bool kRsqrtSqrt = false;
+#endif
+  static constexpr T kRsqrtSqrtLow = T(0x1p-100);
+  static constexpr T kRsqrtSqrtHigh = T(0x1p120);
+
+  /// √q where every lane that matters has q in [2⁻¹⁰⁰, 2¹²⁰].
+  static V sqrt_in_range(const V& q) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (kRsqrtSqrt) return sqrt_from_rsqrt(q, V(_mm512_rsqrt14_ps(q)));
+#endif
+    return q.sqrt();
+  }
+
+  /// √x, correctly rounded: sqrt_in_range where every lane allows it.
+  static V sqrt(const V& x) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (kRsqrtSqrt) {
+      const __mmask16 low = _mm512_cmp_ps_mask(x, _mm512_set1_ps(kRsqrtSqrtLow), _CMP_GE_OQ);
+      if (_mm512_mask_cmp_ps_mask(low, x, _mm512_set1_ps(kRsqrtSqrtHigh), _CMP_LE_OQ) == 0xffff) {
+        return sqrt_in_range(x);
+      }
+    }
+#endif
+    return x.sqrt();
+  }
 
   /// √(x²+y²) rounded three times (≤ 1.5 ulp) where y·y is far from underflow
-  /// and q = fma(x, x, y·y) from overflow (the fma squares x exactly); SLEEF's
+  /// and q = fma(x, x, y·y) from overflow (float: the range of sqrt_in_range) (the fma squares x exactly); SLEEF's
   /// hypot in the lanes outside (also NaN and ±inf). The maps pass a constant
   /// y (β), so the test of y·y is loop-invariant: one comparison per vector.
   static V hypot(const V& x, const V& y) {
-    constexpr T kLow = std::is_same_v<T, double> ? 0x1p-960 : 0x1p-100f;
-    constexpr T kHigh = std::is_same_v<T, double> ? 0x1p1000 : 0x1p120f;
+    constexpr T kLow = std::is_same_v<T, double> ? 0x1p-960 : kRsqrtSqrtLow;
+    constexpr T kHigh = std::is_same_v<T, double> ? 0x1p1000 : kRsqrtSqrtHigh;
     const V y2 = y * y;
     const V q = fma(x, x, y2);
     const V fast = (y2 >= V(kLow)) & (q <= V(kHigh));
-    return with_fallback(fast, q.sqrt(), [&] { return x.hypot(y); });
+    return with_fallback(fast, sqrt_in_range(q), [&] { return x.hypot(y); });
   }
 
   /// expm1 by its Taylor polynomial in the lanes where |x| ≤ r (float: r = 1/16, up to
@@ -219,7 +254,13 @@ inline void sum_by_eights(const at::vec::Vectorized<float>* v, at::vec::Vectoriz
 #endif
 }
 
-template <class T>
-struct Ops<Deferred<T>> : VectorOps<Deferred<T>, T, true> {};
+template <class T, bool FmaSqrt>
+struct Ops<Deferred<T, FmaSqrt>> : VectorOps<Deferred<T, FmaSqrt>, T, true, FmaSqrt> {};
+
+/// Whether W is a Deferred<T, ·>.
+template <class W>
+constexpr bool kIsDeferred = false;
+template <class T, bool FmaSqrt>
+constexpr bool kIsDeferred<Deferred<T, FmaSqrt>> = true;
 
 }  // namespace mirrorflow::core

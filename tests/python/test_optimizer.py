@@ -7,6 +7,7 @@ import copy
 import io
 import itertools
 import pickle
+from fractions import Fraction
 
 import numpy as np
 import pytest
@@ -301,6 +302,74 @@ def test_the_mean_is_added_up_in_its_documented_order(mirror, kw, dtype):
         assert abs(got / expected - 1) < 4 * torch.finfo(dtype).eps
     else:
         assert got == expected
+
+
+def _float32_of(value: Fraction) -> np.float32:
+    """A positive rational rounded once to float32 (to nearest, ties to even;
+    normal range)."""
+    e = value.numerator.bit_length() - value.denominator.bit_length()
+    if Fraction(2) ** e > value:
+        e -= 1  # now 2**e <= value < 2**(e + 1)
+    unit = Fraction(2) ** (e - 23)
+    return np.float32(float(round(value / unit) * unit))  # round() of a Fraction: half to even
+
+
+def _terms_by_hand(mirror: str, x: np.ndarray, beta: float, fused: bool) -> np.ndarray:
+    """1/φ'' of float32 x as the CPU kernel's formulas round it, each operation
+    rounded once: hyperbolic √(fma(x, x, β²)) (its fma by exact rationals;
+    rounded twice, x·x then + β², where ATen's DEFAULT build does not fuse),
+    power with L = 3 √(x² + β²)/(2x² + β²) (2x² is exact: fused or not)."""
+    b = np.float32(beta)
+    b2 = b * b
+    if mirror == "hyperbolic" and not fused:
+        return np.sqrt(x * x + b2)
+    if mirror == "hyperbolic":
+        q = np.array([_float32_of(Fraction(float(v)) ** 2 + Fraction(float(b2))) for v in x],
+                     dtype=np.float32)
+        return np.sqrt(q)
+    x2 = x * x
+    return np.sqrt(x2 + b2) / (np.float32(2) * x2 + b2)
+
+
+@pytest.mark.parametrize("mirror,beta,low,top", [
+    ("hyperbolic", 0.1, -60.0, 59.5),
+    ("hyperbolic", 2.0**-50, -60.0, 59.5),  # β² = 2⁻¹⁰⁰, the low end of the fast √'s range
+    ("power", 0.1, -60.0, 62.0),  # x² + β² beyond 2¹²⁰ for |x| > 2⁶⁰: √ on the divider there
+    ("power", 2.0**-60, -56.0, -44.0),  # x² + β² on both sides of 2⁻¹⁰⁰
+])
+def test_float32_square_roots_are_correctly_rounded_across_the_range(mirror, beta, low, top):
+    """csrc/cpu/vectorized_ops.h: on AVX512 the kernel's float32 loops take √ by
+    multiplications and fmas from vrsqrt14ps (math_ops.h, sqrt_from_rsqrt) where
+    the argument is in [2⁻¹⁰⁰, 2¹²⁰], on the divider elsewhere; either way the
+    bits of a correctly rounded √. Over θ whose magnitudes cover the binades
+    [2^low, 2^top) evenly, with zeros: the mean of 1/φ''(θ) (the sum loop) against the
+    terms rounded by hand in NumPy and added in the kernel's order, and a metric
+    step with η = 1 (the update loop), θ⁺ = θ − 1/φ''(θ)·g rounded once each."""
+    gen = np.random.default_rng(11)
+    n = 3 * 16384 + 77
+    exponent = gen.uniform(low, top, n)
+    x = (np.sign(gen.standard_normal(n)) * np.exp2(exponent)).astype(np.float32)
+    x[::97] = 0.0
+    kw = dict(mirror=mirror, beta=beta, degree=3.0)
+    fused = mirrorflow.build_info()["cpu_capability"] != "DEFAULT"
+    terms = _terms_by_hand(mirror, x, beta, fused)
+    assert np.isfinite(terms).all()
+
+    p = torch.from_numpy(x.copy()).requires_grad_()
+    p.grad = torch.zeros_like(p)
+    opt = mirrorflow.MirrorDescent([p], lr=1.0, normalize=True, **kw)
+    opt.found_inf = torch.tensor(1.0)  # computes the mean of θ and moves nothing
+    opt.step()
+    assert opt._metric_mean(p).item() == _mean_in_kernel_order(terms)
+
+    g = (gen.standard_normal(n) * 1e-2).astype(np.float32)
+    q = torch.from_numpy(x.copy()).requires_grad_()
+    q.grad = torch.from_numpy(g.copy())
+    mirrorflow.MirrorDescent([q], lr=1.0, update="metric", **kw).step()
+    expected = x - terms * g
+    bits = q.detach().numpy().view(np.int32)
+    differ = np.flatnonzero(bits != expected.view(np.int32))
+    assert differ.size == 0, (differ[:5], x[differ[:5]])
 
 
 def test_metric_mean_cache_follows_changes_outside_the_optimizer():

@@ -113,6 +113,27 @@ MF_INLINE V with_sign_of(V s, V magnitude) {
   return O::select(O::lt(s, V(0)), V(0) - magnitude, magnitude);
 }
 
+/// √a from y0 ≈ 1/√a, by one Newton step on g ≈ √a and h ≈ 1/(2√a) taken
+/// together, then g corrected by the remainder a − g² (exact in an fma).
+/// In float, for every y0 within a relative 2⁻¹⁴ of 1/√a (what AVX512's
+/// vrsqrt14ps guarantees) and every a in [2⁻¹⁰⁰, 2¹²⁰], the result is √a
+/// correctly rounded, the bits of sqrtf(a): tests/cpp/test_sqrt_from_rsqrt.cpp
+/// checks every a in [1, 4) with every such y0, and every operation below
+/// scales exactly by powers of 4 within that range. The CPU kernel takes √ so
+/// on AVX512, on the multiply and fma pipes, where the divider is busy
+/// (csrc/cpu/vectorized_ops.h).
+template <class V>
+MF_INLINE V sqrt_from_rsqrt(V a, V y0) {
+  using O = Ops<V>;
+  using T = typename O::scalar;
+  V g = a * y0;
+  V h = y0 * V(T(0.5));
+  const V r = O::fnma(g, h, V(T(0.5)));
+  g = O::fma(g, r, g);
+  h = O::fma(h, r, h);
+  return O::fma(O::fnma(g, g, a), h, g);
+}
+
 /// Machine epsilon of a scalar type, usable in device code.
 template <class T>
 MF_INLINE constexpr T epsilon_of() {

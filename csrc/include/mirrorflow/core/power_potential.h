@@ -69,7 +69,7 @@ struct PowerPotential {
     if (homogeneous()) return O::pow(O::abs(x), V(2 - L)) / V(l_minus_1());
     const V b2(beta_sq);
     const V x2 = x * x;
-    return power(x2 + b2, 2 - L / 2) / O::fma(V(l_minus_1()), x2, b2);
+    return power(V(x2 + b2), 2 - L / 2) / O::fma(V(l_minus_1()), x2, b2);
   }
 
   /// φ*(∇φ(x)) = x·∇φ(x) − φ(x).
