@@ -73,6 +73,20 @@ struct VectorOps {
     return m.zero_mask() == 0;
 #endif
   }
+  /// Whether a ≤ b in every lane (false where either is NaN). On AVX512 one
+  /// comparison into a mask register: `all(a <= b)` would first build the
+  /// vector mask and then compare it with zero.
+  static bool every_le(const V& a, const V& b) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<T, float>) {
+      return _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ) == 0xffff;
+    } else {
+      return _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ) == 0xff;
+    }
+#else
+    return all(a <= b);
+#endif
+  }
   /// `fast` in the lanes of mask `use_fast`, `slow()` in the others; `slow` is
   /// evaluated only when some lane needs it.
   template <class Slow>
@@ -84,6 +98,13 @@ struct VectorOps {
     } else {
       return V::blendv(slow(), fast, use_fast);
     }
+  }
+
+  /// with_fallback with the mask a <= b, tested as every_le first.
+  template <class Slow>
+  static V with_fallback_le(const V& a, const V& b, const V& fast, Slow slow) {
+    if (every_le(a, b)) return fast;
+    return with_fallback(a <= b, fast, slow);
   }
 
   // √ on the divider (vsqrtps) or, with FmaSqrt for float on AVX512, by
@@ -129,6 +150,7 @@ struct VectorOps {
     constexpr T kHigh = std::is_same_v<T, double> ? 0x1p1000 : kRsqrtSqrtHigh;
     const V y2 = y * y;
     const V q = fma(x, x, y2);
+    if (every_le(V(kLow), y2) && every_le(q, V(kHigh))) return sqrt_in_range(q);
     const V fast = (y2 >= V(kLow)) & (q <= V(kHigh));
     return with_fallback(fast, sqrt_in_range(q), [&] { return x.hypot(y); });
   }
@@ -143,8 +165,9 @@ struct VectorOps {
     V even;
     V odd;
     expm1_parts(x2, even, odd);
-    return with_fallback(x2 <= V(kExpm1RangeSquared<T>), fma(fma(x, odd, even), x2, x),
-                         [&] { return x.expm1(); });
+    const V fast = fma(fma(x, odd, even), x2, x);
+    if (every_le(x2, V(kExpm1RangeSquared<T>))) return fast;
+    return with_fallback(x2 <= V(kExpm1RangeSquared<T>), fast, [&] { return x.expm1(); });
   }
 
   /// The even and odd parts of that polynomial, of x² = `x2`:
@@ -179,8 +202,8 @@ struct VectorOps {
     const V w = (z ^ sign) ^ (x & sign);
     decay = fma(fma(w, odd, even), x2, w);
     sinh_z = fma(x2, z * odd, z) + V(T(0));
+    if (every_le(x2, V(kExpm1RangeSquared<T>))) return;  // one test for both
     const V fast = x2 <= V(kExpm1RangeSquared<T>);
-    if (all(fast)) return;  // one test for both
     // SLEEF's expm1(z) and expm1(−z), computed once: both calls below take the
     // same mask, so the second runs its fallback exactly when the first did.
     V pos;

@@ -70,8 +70,8 @@ struct HyperbolicEntropy {
     const V h = O::hypot(x, b);
     // x = ±inf gives NaN (inf − inf); the quotient gave NaN too for z = 0 and
     // for one sign of z (fma(x, expm1(∓z), x) = inf·(−t) + inf), ±inf for the other.
-    const auto small = O::le(z * z, V(T(0x1p-8)));
-    const V c = O::with_fallback(small, h - ax, [&] { return b * (b / (h + ax)); });
+    const V c = O::with_fallback_le(z * z, V(T(0x1p-8)), h - ax,
+                                    [&] { return b * (b / (h + ax)); });
     return O::fnma(c, sinh_z, O::fma(x, em_decay, x));
   }
 };

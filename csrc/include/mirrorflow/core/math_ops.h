@@ -63,6 +63,11 @@ struct Ops<float> {
   MF_INLINE static float with_fallback(bool use_fast, float fast, Slow slow) {
     return use_fast ? fast : slow();
   }
+  /// `fast` where a <= b, else `slow()` (evaluated only then).
+  template <class Slow>
+  MF_INLINE static float with_fallback_le(float a, float b, float fast, Slow slow) {
+    return a <= b ? fast : slow();
+  }
 };
 
 template <>
@@ -103,6 +108,11 @@ struct Ops<double> {
   template <class Slow>
   MF_INLINE static double with_fallback(bool use_fast, double fast, Slow slow) {
     return use_fast ? fast : slow();
+  }
+  /// `fast` where a <= b, else `slow()` (evaluated only then).
+  template <class Slow>
+  MF_INLINE static double with_fallback_le(double a, double b, double fast, Slow slow) {
+    return a <= b ? fast : slow();
   }
 };
 
