@@ -128,7 +128,8 @@ struct VectorOps {
     return q.sqrt();
   }
 
-  /// √x, correctly rounded: sqrt_in_range where every lane allows it.
+  /// √x, correctly rounded: sqrt_in_range where every lane of x is in its
+  /// range, else (a zero, say) the divider for the whole vector.
   static V sqrt(const V& x) {
 #if defined(CPU_CAPABILITY_AVX512)
     if constexpr (kRsqrtSqrt) {
@@ -142,8 +143,9 @@ struct VectorOps {
   }
 
   /// √(x²+y²) rounded three times (≤ 1.5 ulp) where y·y is far from underflow
-  /// and q = fma(x, x, y·y) from overflow (float: the range of sqrt_in_range) (the fma squares x exactly); SLEEF's
-  /// hypot in the lanes outside (also NaN and ±inf). The maps pass a constant
+  /// and q = fma(x, x, y·y) from overflow (the fma squares x exactly; in
+  /// float, that is sqrt_in_range's range for q); SLEEF's hypot in the lanes
+  /// outside (also NaN and ±inf). The maps pass a constant
   /// y (β), so the test of y·y is loop-invariant: one comparison per vector.
   static V hypot(const V& x, const V& y) {
     constexpr T kLow = std::is_same_v<T, double> ? 0x1p-960 : kRsqrtSqrtLow;
