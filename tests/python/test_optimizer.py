@@ -289,9 +289,8 @@ def test_the_mean_is_added_up_in_its_documented_order(mirror, kw, dtype):
     opt.step()
     x = p.detach().numpy()
     if mirror == "hyperbolic" and dtype == torch.float32:
-        # the kernel's √(fma(x, x, β²)) in float32 (x² + β² is exact in float64 here)
-        b = np.float32(kw["beta"])
-        terms = np.sqrt((x.astype(np.float64) ** 2 + np.float64(b * b)).astype(np.float32))
+        # the kernel's √(fma(x, x, β²)) in float32
+        terms = _terms_by_hand(mirror, x, kw["beta"], fused=True)
     else:
         terms = mirrorflow.map_eval(p.detach(), mirror, "inv_metric", beta=kw["beta"],
                                     degree=kw.get("degree", 3.0)).numpy()
