@@ -70,6 +70,7 @@ def machine(device: str) -> dict:
     build = mirrorflow.build_info()
     info["mirrorflow"] = build["version"]
     info["cpu_capability"] = build["cpu_capability"]
+    info["cpu_prefetch"] = build["cpu_prefetch"]
     if device == "cuda":
         info["gpu"] = torch.cuda.get_device_name()
     return info

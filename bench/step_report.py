@@ -61,10 +61,11 @@ def markdown(result: dict) -> str:
     m, s = result["machine"], result["settings"]
     device = s["device"]
     where = m.get("gpu") if device == "cuda" else m["cpu"]
+    prefetch = f" (prefetching into {m['cpu_prefetch']})" if "cpu_prefetch" in m else ""
     lines = [
         f"Step benchmark on {device}: {where}; {m['cpu_count']} CPUs, "
         f"torch.get_num_threads() = {m['torch_threads']}, CPU capability "
-        f"{m['cpu_capability']}; PyTorch {m['torch']}, mirrorflow {m['mirrorflow']}; load "
+        f"{m['cpu_capability']}{prefetch}; PyTorch {m['torch']}, mirrorflow {m['mirrorflow']}; load "
         f"average {result['load_before']} before, {result['load_after']} after; "
         f"{s['rounds']} interleaved rounds (the plain step: at most 3), median; float32; "
         f"lr 1e-3, momentum 0.9 where on.",

@@ -28,6 +28,18 @@ struct TensorTask {
   double mean_out = 0;      // mean of 1/φ'' over the tensor (written by the kernel)
 };
 
+/// How the kernel asks the memory for the lines ahead of the elements it is
+/// at (mirror_step_kernel.cpp, `Ahead`): how far ahead, and into L1 or L2.
+/// Which is faster depends on the processor (docs/benchmarks.md).
+struct PrefetchPlan {
+  int64_t ahead_bytes = 8192;
+  bool into_l1 = false;
+};
+
+/// This processor's plan, chosen once: 4 KiB ahead into L1 on Intel CPUs,
+/// 8 KiB ahead into L2 on others (measured on AMD Zen 4).
+PrefetchPlan prefetch_plan();
+
 /// What is the same for every tensor of one call.
 struct KernelConfig {
   core::MirrorKind mirror = core::MirrorKind::Euclidean;
@@ -38,6 +50,7 @@ struct KernelConfig {
   core::GradientTransform<double> transform;
   bool unscale = false;         // divide gradients by grad_scale and write them back
   double grad_scale = 1;
+  PrefetchPlan prefetch;
 };
 
 /// Updates all tasks in place; with `mean_only`, only computes mean_out of θ.

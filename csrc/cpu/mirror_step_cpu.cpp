@@ -47,6 +47,7 @@ void step_cpu(detail::StepCall& call) {
                                                      1.0 - o.dampening, o.nesterov, o.maximize};
   config.unscale = call.grad_scale.has_value();
   config.grad_scale = config.unscale ? call.grad_scale->item<double>() : 1.0;
+  config.prefetch = prefetch_plan();
 
   // Tensors of one dtype go to the kernel together.
   std::map<at::ScalarType, std::vector<std::size_t>> by_dtype;

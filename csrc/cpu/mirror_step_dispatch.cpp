@@ -1,8 +1,12 @@
 // Chooses the CPU kernel build (DEFAULT, AVX2 or AVX512) for this processor,
-// honouring ATEN_CPU_CAPABILITY like ATen's own kernels.
+// honouring ATEN_CPU_CAPABILITY like ATen's own kernels, and its prefetch plan.
 #include <ATen/Version.h>
 
 #include <string>
+
+#if defined(__x86_64__) || defined(__i386__)
+#include <cpuid.h>
+#endif
 
 #include "cpu_kernel.h"
 
@@ -34,6 +38,26 @@ RunTasksFn select_run_tasks() {
     return &DEFAULT::run_tasks;
   }();
   return chosen;
+}
+
+PrefetchPlan prefetch_plan() {
+  static const PrefetchPlan plan = [] {
+    PrefetchPlan p;
+#if defined(__x86_64__) || defined(__i386__)
+    unsigned eax = 0;
+    unsigned ebx = 0;
+    unsigned ecx = 0;
+    unsigned edx = 0;
+    // The vendor string is EBX, EDX, ECX of leaf 0: "Genu", "ineI", "ntel".
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) != 0 && ebx == 0x756e6547 && edx == 0x49656e69 &&
+        ecx == 0x6c65746e) {
+      p.ahead_bytes = 4096;
+      p.into_l1 = true;
+    }
+#endif
+    return p;
+  }();
+  return plan;
 }
 
 }  // namespace mirrorflow::cpu

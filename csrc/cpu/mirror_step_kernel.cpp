@@ -109,44 +109,50 @@ struct Kept {
 
 // Lines of θ, g and the momentum buffer b (unless null) that a step asks the
 // memory for ahead of the elements it is at: elements [0, n) from x, g and b,
-// n not past the tensor's end. Into L2 (prefetcht1), for reading: the update
-// loop pulls them on into L1 as it reaches them. Both loops ask for them: the
-// update loop when the step has no sum, else the sum loop (add_inv_metric),
-// which reads only what the update just wrote. Without them the hardware
-// prefetchers, which follow the core's own misses, let the memory idle while
-// the core computes. On VGG-16 (docs/benchmarks.md), in the sum loop on Zen 4:
-// normalised steps 8–34 % less time without momentum and 15–46 % with it than
-// prefetching into L1 (prefetcht0, or prefetchw for the streams written); in
-// the update loop on an Intel Xeon (AVX512): the hyperbolic dual step 1.86× →
-// 1.0–1.09× SGD's time, the power metric 1.27× → 1.04–1.10×, the hyperbolic
-// metric 1.21× → 0.91–0.96×.
+// n not past the tensor's end, for reading, into L1 or L2 (KernelConfig's
+// PrefetchPlan). Both loops ask for them: the update loop when the step has no
+// sum, else the sum loop (add_inv_metric), which reads only what the update
+// just wrote. Without them the hardware prefetchers, which follow the core's
+// own misses, let the memory idle while the core computes. On VGG-16
+// (docs/benchmarks.md): in the update loop on an Intel Xeon (AVX512), 8 KiB
+// ahead into L2, the hyperbolic dual step 1.86× → 1.0–1.09× SGD's time, the
+// power metric 1.27× → 1.04–1.10×, the hyperbolic metric 1.21× → 0.91–0.96×;
+// on Zen 4, in the sum loop, into L2 rather than L1, normalised steps 8–34 %
+// less time without momentum and 15–46 % with it (8 to 32 KiB ahead alike, 4
+// KiB a little worse); on the Intel Xeon, 4 KiB ahead into L1 rather than 8
+// KiB into L2, the normalised power metric step 1.33× → 1.13× SGD's time, the
+// normalised hyperbolic metric 1.12× → 0.97×, the normalised hyperbolic dual
+// 1.17× → 1.08×, the other steps 3–5 % faster too.
 template <class T>
 struct Ahead {
   T* x = nullptr;
   T* g = nullptr;
   T* b = nullptr;
   int64_t n = 0;
+  bool into_l1 = false;
   void line(int64_t i) const {
-    __builtin_prefetch(x + i, 0, 2);
-    __builtin_prefetch(g + i, 0, 2);
-    if (b) __builtin_prefetch(b + i, 0, 2);
+    if (into_l1) {
+      __builtin_prefetch(x + i, 0, 3);
+      __builtin_prefetch(g + i, 0, 3);
+      if (b) __builtin_prefetch(b + i, 0, 3);
+    } else {
+      __builtin_prefetch(x + i, 0, 2);
+      __builtin_prefetch(g + i, 0, 2);
+      if (b) __builtin_prefetch(b + i, 0, 2);
+    }
   }
 };
-// How far ahead of the element being updated or added up: 8 KiB (on VGG-16, 8
-// to 32 KiB within the noise of each other on Zen 4, 4 KiB a little worse in
-// one run of two; 4 to 32 KiB alike on the Intel machine; into L1 on an
-// earlier machine, 2 KiB gained least).
-constexpr int64_t kAheadBytes = 8192;
 constexpr int64_t kLineBytes = 64;
 
-// `Ahead` of elements [at, at + kAhead) of a tensor whose streams start at x, g
-// and b (b may be null) and have `to_end` elements from there on; none when
-// those elements are past the end.
+// `Ahead` of elements [at, at + ahead) of a tensor whose streams start at x, g
+// and b (b may be null) and have `to_end` elements from there on, `ahead` as
+// the plan says; none when those elements are past the end.
 template <class T>
-Ahead<T> ahead_of(T* x, T* g, T* b, int64_t at, int64_t to_end) {
-  constexpr int64_t kAhead = kAheadBytes / static_cast<int64_t>(sizeof(T));
-  if (at + kAhead >= to_end) return {};
-  return {x + at + kAhead, g + at + kAhead, b ? b + at + kAhead : nullptr, to_end - (at + kAhead)};
+Ahead<T> ahead_of(const PrefetchPlan& plan, T* x, T* g, T* b, int64_t at, int64_t to_end) {
+  const int64_t ahead = plan.ahead_bytes / static_cast<int64_t>(sizeof(T));
+  if (at + ahead >= to_end) return {};
+  return {x + at + ahead, g + at + ahead, b ? b + at + ahead : nullptr, to_end - (at + ahead),
+          plan.into_l1};
 }
 
 // Updates n contiguous compute-type elements in place, SIMD-wide on vectors W
@@ -391,13 +397,14 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
           // (no gain measured on VGG-16), and in cache its loop is bound by
           // loads, which prefetches add to (0.75 → 0.99 ns per 8 floats).
           span(w, param + begin, grad + begin, Momentum ? buf + begin : nullptr, n,
-               unit ? Ahead<T>{} : ahead_of(param, grad, buf, begin, to_tensor_end));
+               unit ? Ahead<T>{} : ahead_of(config.prefetch, param, grad, buf, begin, to_tensor_end));
           return;
         }
         for (int64_t b = begin; b < begin + n; b += kSumBlock) {
           const int64_t m = std::min(kSumBlock, begin + n - b);
           span(w, param + b, grad + b, Momentum ? buf + b : nullptr, m, {}, b - begin);
-          add_inv_metric<WS>(map, param + b, m, sums, ahead_of(param, grad, buf, b, to_tensor_end));
+          add_inv_metric<WS>(map, param + b, m, sums,
+                             ahead_of(config.prefetch, param, grad, buf, b, to_tensor_end));
         }
       };
     };

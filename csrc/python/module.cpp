@@ -19,6 +19,8 @@ PYBIND11_MODULE(_C, m) {
         "The CUDA architectures the kernels were compiled for, e.g. '80-real;90'.");
   m.def("cuda_option", &mirrorflow::cuda_option,
         "The build's MIRRORFLOW_CUDA setting: AUTO, ON or OFF.");
+  m.def("cpu_prefetch", &mirrorflow::cpu_prefetch,
+        "How the CPU kernels prefetch on this processor: into L1 or L2, how far ahead.");
   m.def("cpu_capability", &at::get_cpu_capability,
         "The CPU capability that picks the kernel build: DEFAULT, AVX2 or AVX512\n"
         "(the environment variable ATEN_CPU_CAPABILITY can lower it).");

@@ -37,7 +37,8 @@ def cuda_architectures() -> str:
 
 
 def build_info() -> dict:
-    """Version, the PyTorch it was built against, CUDA kernels, CPU capability."""
+    """Version, the PyTorch it was built against, CUDA kernels, CPU capability and
+    prefetch plan."""
     return {
         "version": __version__,
         "torch_built_against": _C.torch_version,
@@ -46,6 +47,7 @@ def build_info() -> dict:
         "cuda_architectures": cuda_architectures(),
         "cuda_option": str(_C.cuda_option()),
         "cpu_capability": _C.cpu_capability(),
+        "cpu_prefetch": _C.cpu_prefetch(),
     }
 
 

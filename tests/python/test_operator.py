@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -87,4 +89,13 @@ def test_build_info():
     info = mirrorflow.build_info()
     assert info["version"] == mirrorflow.__version__
     assert info["cpu_capability"] in {"DEFAULT", "AVX2", "AVX512"}
+    # the prefetch plan follows the processor's vendor (csrc/cpu/cpu_kernel.h)
+    vendor = ""
+    if os.path.exists("/proc/cpuinfo"):
+        with open("/proc/cpuinfo") as f:
+            vendor = next((line.split(":")[1].strip() for line in f
+                           if line.startswith("vendor_id")), "")
+    if vendor:
+        want = "L1, 4096" if vendor == "GenuineIntel" else "L2, 8192"
+        assert info["cpu_prefetch"] == want + " bytes ahead"
     assert isinstance(info["cuda_built"], bool)
