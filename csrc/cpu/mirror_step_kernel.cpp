@@ -85,6 +85,9 @@ struct LaneSums {
       }
     }
   }
+  // kGroup/2 floats f[k] = t[k] + t[k+16], k < 16, of a group's terms t
+  // (the power map's pairs, below): lane k gets f[k] + f[k+8].
+  void add_pairs(const V* f) { core::sum_half_group(f, low, high); }
   double total() const {
     alignas(64) double lanes[2 * kWide];
     low.store(lanes);
@@ -202,6 +205,57 @@ MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const co
   if (i < n) one(i, n - i);
 }
 
+// The power map's float sum (β > 0, L ≠ 2; core::PowerPotential): its terms
+// are fractions n/r, and the sum adds those of elements k and k+16 of each
+// group of 32 as one, (n₁r₂ + n₂r₁)/(r₁r₂) rounded as
+// fma(n₁, r₂, n₂·r₁)/(r₁·r₂), one division for two terms, where n₁, r₁, n₂
+// and r₂ all lie in [2⁻⁶⁰, 2⁶⁰] (so that no product leaves the normal range),
+// and as n₁/r₁ + n₂/r₂ elsewhere; a last partial group is completed with
+// n = 0, r = 1, which gives an element without a partner its n/r either way.
+// Both are within a few ulp of the exact pair sum (docs/math.md). For L = 3
+// (kCubic) n = √q with q ∈ [r/2, r], so r in range puts n and q in range
+// (the fast √'s too), and only r is tested.
+template <class Map>
+constexpr bool kFractionSum = false;
+template <bool C>
+constexpr bool kFractionSum<core::PowerPotential<float, C>> = true;
+constexpr float kPairLow = 0x1p-60f;
+constexpr float kPairHigh = 0x1p60f;
+
+// Two terms as one fraction, or as two where some value leaves the range.
+template <class W>
+MF_INLINE W pair_of_fractions(const W n1, const W r1, const W n2, const W r2) {
+  using O = core::Ops<W>;
+  const W lo(kPairLow);
+  const W hi(kPairHigh);
+  const W one = O::fma(n1, r2, n2 * r1) / (r1 * r2);
+  const W fits = (lo <= n1) & (n1 <= hi) & (lo <= r1) & (r1 <= hi) & (lo <= n2) & (n2 <= hi) &
+                 (lo <= r2) & (r2 <= hi);
+  if (O::all(fits)) return one;
+  return O::select(fits, one, W(n1 / r1 + n2 / r2));
+}
+
+// 1/φ''(x₁) + 1/φ''(x₂) by that rule.
+template <class W, bool kCubic>
+MF_INLINE W pair_of_inv_metrics(const core::PowerPotential<float, kCubic>& map, const W x1,
+                                const W x2) {
+  using O = core::Ops<W>;
+  W q1;
+  W r1;
+  W q2;
+  W r2;
+  map.inv_metric_parts(x1, q1, r1);
+  map.inv_metric_parts(x2, q2, r2);
+  if constexpr (kCubic) {
+    // r >= β² (or NaN), so only the upper end is tested where β² >= 2⁻⁶⁰.
+    const W hi(kPairHigh);
+    if (map.beta_sq >= kPairLow && O::every_le(r1, hi, r2, hi)) {
+      return O::fma(O::sqrt_in_range(q1), r2, O::sqrt_in_range(q2) * r1) / (r1 * r2);
+    }
+  }
+  return pair_of_fractions(map.inv_metric_numerator(q1), r1, map.inv_metric_numerator(q2), r2);
+}
+
 // Adds 1/φ''(x) of n elements (the item's, in order) into `item_sums`, asking
 // for one line of each stream of `ahead` per line of x.
 //
@@ -218,7 +272,20 @@ MF_FLATTEN void add_inv_metric(const Map map, const T* x, int64_t n, LaneSums<T>
   static_assert(S::kGroup % kLine == 0 && kSize == S::kSize, "a group is whole lines");
   S sums = item_sums;
   Vec<T> v[S::kVectors];
+  constexpr int64_t kHalf = S::kVectors / 2;
+  bool pairs = false;
+  if constexpr (kFractionSum<Map>) pairs = map.inv_metric_is_fraction();
   auto group = [&](const T* at) {
+    if constexpr (kFractionSum<Map>) {
+      if (pairs) {
+        for (int64_t j = 0; j < kHalf; ++j) {
+          v[j] = pair_of_inv_metrics(map, W(W::loadu(at + j * kSize)),
+                                     W(W::loadu(at + (j + kHalf) * kSize)));
+        }
+        sums.add_pairs(v);
+        return;
+      }
+    }
     for (int64_t j = 0; j < S::kVectors; ++j) v[j] = map.inv_metric(W(W::loadu(at + j * kSize)));
     sums.add_group(v);
   };
@@ -228,7 +295,28 @@ MF_FLATTEN void add_inv_metric(const Map map, const T* x, int64_t n, LaneSums<T>
     group(x + i);
   }
   for (; i + S::kGroup <= n; i += S::kGroup) group(x + i);
-  if (i < n) {  // the item's last, partial group, completed with zeros (v + 0 = v)
+  if (i < n && pairs) {  // the last, partial group, completed with n = 0, r = 1
+    if constexpr (kFractionSum<Map>) {
+      alignas(64) T num[S::kGroup] = {};
+      alignas(64) T den[S::kGroup];
+      std::fill(den, den + S::kGroup, T(1));
+      const int64_t rest = n - i;  // < kGroup
+      for (int64_t j = 0; j < rest; j += kSize) {
+        const int64_t m = std::min(kSize, rest - j);
+        W q;
+        W r;
+        map.inv_metric_parts(W(W::loadu(x + i + j, m)), q, r);
+        map.inv_metric_numerator(q).store(num + j, m);
+        r.store(den + j, m);
+      }
+      for (int64_t j = 0; j < kHalf; ++j) {
+        const int64_t k = (j + kHalf) * kSize;
+        v[j] = pair_of_fractions(Vec<T>::loadu(num + j * kSize), Vec<T>::loadu(den + j * kSize),
+                                 Vec<T>::loadu(num + k), Vec<T>::loadu(den + k));
+      }
+      sums.add_pairs(v);
+    }
+  } else if (i < n) {  // the item's last, partial group, completed with zeros (v + 0 = v)
     alignas(64) T last[S::kGroup] = {};
     const int64_t rest = n - i;  // < kGroup
     for (int64_t j = 0; j < S::kGroup && j < rest; j += kSize) {
@@ -302,9 +390,23 @@ template <class T, bool F>
 struct SumVectorOf<core::Deferred<T, F>> {
   using type = core::Deferred<T, true>;
 };
+template <class T, bool F>
+struct SumVectorOf<core::Direct<T, F>> {
+  using type = core::Direct<T, true>;
+};
 // The vectors of a sum loop in a pass on W.
 template <class W>
 using SumVector = typename SumVectorOf<W>::type;
+
+// Maps whose functions on vectors call no SLEEF fallback (vectorized_ops.h):
+// the power map with L = 3 and β > 0, whose √ are exact on either path and
+// whose other operations are arithmetic. Their steps need no deferred blocks:
+// they run on core::Direct (Deferred's choice of √, nothing kept to recompute
+// a block from: one store less per vector).
+template <class Map>
+constexpr bool kNoSlowPaths = false;
+template <class T>
+constexpr bool kNoSlowPaths<core::PowerPotential<T, true>> = true;
 
 // Maps whose inverse metric is 1 everywhere (euclidean; power with L = 2): the
 // sum of 1/φ'' over an item is its element count, exactly, with no pass.
@@ -361,6 +463,7 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
   };
   using Exact = VectorType<Vec<T>>;
   using Fast = VectorType<core::Deferred<T, kFmaSqrtStep<K, U>>>;
+  using Direct = VectorType<core::Direct<T, kFmaSqrtStep<K, U>>>;
 
   if constexpr (std::is_same_v<scalar_t, T>) {
     // float and double: straight on the tensors' memory, in one pass, with the
@@ -410,6 +513,8 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
     };
     if (unit) {
       pass(Exact{})(0, count);  // x + s·g: no fast path to defer
+    } else if constexpr (kNoSlowPaths<Map>) {
+      pass(Direct{})(0, count);  // nothing to defer: no inputs kept, no blocks
     } else {
       deferred_blocks(count, save, restore, pass(Fast{}), pass(Exact{}));
     }

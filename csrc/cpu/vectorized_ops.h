@@ -15,7 +15,9 @@
 // lane outside a fast path's range only counts a miss (fast_path_misses) and
 // gets the fast value; the kernel then recomputes that block with
 // Vectorized<T> (mirror_step_kernel.cpp). Where no lane misses, both give the
-// same bits, since they compute the same fast values.
+// same bits, since they compute the same fast values. Loops over maps that
+// have no SLEEF fallback run on `Direct<T>`, which takes Deferred's √ and
+// defers nothing.
 #pragma once
 
 #include <ATen/cpu/vec/vec.h>
@@ -41,6 +43,18 @@ struct Deferred : at::vec::Vectorized<T> {
   using Base::Base;
   Deferred() = default;
   Deferred(const Base& v) : Base(v) {}  // NOLINT(google-explicit-constructor): results of Base ops
+};
+
+/// Vectorized<T> with Deferred's choice of √ whose fast paths do not defer:
+/// a lane outside one takes the slow path at once, as on Vectorized<T>. For
+/// the kernel's loops over maps that have no SLEEF fallback, which then need
+/// no deferred blocks (mirror_step_kernel.cpp).
+template <class T, bool FmaSqrt = false>
+struct Direct : at::vec::Vectorized<T> {
+  using Base = at::vec::Vectorized<T>;
+  using Base::Base;
+  Direct() = default;
+  Direct(const Base& v) : Base(v) {}  // NOLINT(google-explicit-constructor): results of Base ops
 };
 
 /// r² of expm1's polynomial range |x| ≤ r (below).
@@ -85,6 +99,21 @@ struct VectorOps {
     }
 #else
     return all(a <= b);
+#endif
+  }
+  /// Whether a ≤ b and c ≤ d in every lane: on AVX512 the second comparison
+  /// is masked by the first, and one mask register is tested.
+  static bool every_le(const V& a, const V& b, const V& c, const V& d) {
+#if defined(CPU_CAPABILITY_AVX512)
+    if constexpr (std::is_same_v<T, float>) {
+      const __mmask16 ab = _mm512_cmp_ps_mask(a, b, _CMP_LE_OQ);
+      return _mm512_mask_cmp_ps_mask(ab, c, d, _CMP_LE_OQ) == 0xffff;
+    } else {
+      const __mmask8 ab = _mm512_cmp_pd_mask(a, b, _CMP_LE_OQ);
+      return _mm512_mask_cmp_pd_mask(ab, c, d, _CMP_LE_OQ) == 0xff;
+    }
+#else
+    return all((a <= b) & (c <= d));
 #endif
   }
   /// `fast` in the lanes of mask `use_fast`, `slow()` in the others; `slow` is
@@ -140,6 +169,15 @@ struct VectorOps {
     }
 #endif
     return x.sqrt();
+  }
+
+  /// sqrt(x) for x known to be >= `floor` (or NaN), a loop invariant: where
+  /// floor is inside sqrt_in_range's range, only the upper end is tested.
+  static V sqrt_above(const V& x, T floor) {
+    if (kRsqrtSqrt && floor >= kRsqrtSqrtLow) {
+      return every_le(x, V(kRsqrtSqrtHigh)) ? sqrt_in_range(x) : V(x.sqrt());
+    }
+    return sqrt(x);
   }
 
   /// √(x²+y²) rounded three times (≤ 1.5 ulp) where y·y is far from underflow
@@ -242,6 +280,14 @@ struct Ops<at::vec::Vectorized<T>> : VectorOps<at::vec::Vectorized<T>, T, false>
 /// Eight to a lane (64) measured no faster, with one rounding more.
 constexpr int64_t kSumGroup = 32;
 
+#if defined(CPU_CAPABILITY_AVX512)
+/// w[k] + w[k+8], k < 8, of 16 floats.
+inline __m256 add_halves(const __m512 w) {
+  const __m256 upper = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(w), 1));
+  return _mm256_add_ps(_mm512_castps512_ps256(w), upper);
+}
+#endif
+
 /// Adds to the 8 double lanes (`low`, then `high` when a double vector holds
 /// fewer than 8) the sums (x[k] + x[k+8]) + (x[k+16] + x[k+24]), k < 8, of the
 /// kSumGroup floats x in `v`, rounded to float and then widened exactly: the
@@ -256,11 +302,7 @@ inline void sum_by_eights(const at::vec::Vectorized<float>* v, at::vec::Vectoriz
 #if defined(CPU_CAPABILITY_AVX512)
   // v[0] = x[0..16), v[1] = x[16..32): the halves of each, added, are
   // x[k] + x[k+8] and x[k+16] + x[k+24].
-  auto halves = [](const __m512 w) {
-    const __m256 upper = _mm256_castpd_ps(_mm512_extractf64x4_pd(_mm512_castps_pd(w), 1));
-    return _mm256_add_ps(_mm512_castps512_ps256(w), upper);
-  };
-  low += D(_mm512_cvtps_pd(_mm256_add_ps(halves(v[0]), halves(v[1]))));
+  low += D(_mm512_cvtps_pd(_mm256_add_ps(add_halves(v[0]), add_halves(v[1]))));
   (void)high;  // one double vector holds the 8 lanes
 #elif defined(CPU_CAPABILITY_AVX2)
   const __m256 sum = (v[0] + v[1]) + (v[2] + v[3]);
@@ -279,8 +321,37 @@ inline void sum_by_eights(const at::vec::Vectorized<float>* v, at::vec::Vectoriz
 #endif
 }
 
+/// Adds to the 8 double lanes the sums f[k] + f[k+8], k < 8, of the
+/// kSumGroup/2 floats f in `v`, rounded to float and then widened exactly (the
+/// power map's sum, whose group of 32 terms the kernel first adds as 16
+/// fractions of two: mirror_step_kernel.cpp); like sum_by_eights, the same on
+/// every capability.
+inline void sum_half_group(const at::vec::Vectorized<float>* v, at::vec::Vectorized<double>& low,
+                           at::vec::Vectorized<double>& high) {
+  using F = at::vec::Vectorized<float>;
+  using D = at::vec::Vectorized<double>;
+  static_assert(kSumGroup / 2 % F::size() == 0, "whole vectors");
+#if defined(CPU_CAPABILITY_AVX512)
+  low += D(_mm512_cvtps_pd(add_halves(v[0])));
+  (void)high;
+#elif defined(CPU_CAPABILITY_AVX2)
+  const __m256 sum = v[0] + v[1];
+  low += D(_mm256_cvtps_pd(_mm256_castps256_ps128(sum)));
+  high += D(_mm256_cvtps_pd(_mm256_extractf128_ps(sum, 1)));
+#else
+  alignas(64) float f[kSumGroup / 2];
+  for (int64_t j = 0; j < kSumGroup / 2 / F::size(); ++j) v[j].store(f + j * F::size());
+  alignas(64) double wide[8];
+  for (int k = 0; k < 8; ++k) wide[k] = static_cast<double>(f[k] + f[k + 8]);
+  low += D::loadu(wide);
+  if constexpr (D::size() < 8) high += D::loadu(wide + D::size());
+#endif
+}
+
 template <class T, bool FmaSqrt>
 struct Ops<Deferred<T, FmaSqrt>> : VectorOps<Deferred<T, FmaSqrt>, T, true, FmaSqrt> {};
+template <class T, bool FmaSqrt>
+struct Ops<Direct<T, FmaSqrt>> : VectorOps<Direct<T, FmaSqrt>, T, false, FmaSqrt> {};
 
 /// Whether W is a Deferred<T, ·>.
 template <class W>

@@ -244,23 +244,33 @@ def test_a_zero_gradient_of_either_sign_leaves_theta_bit_for_bit(dtype):
         assert torch.equal(p.detach().view(bits), x.view(bits)), maximize
 
 
-def _mean_in_kernel_order(terms: np.ndarray) -> float:
+def _mean_in_kernel_order(terms, fused: bool = True) -> float:
     """The mean of 1/φ'' as the CPU kernel adds it up (csrc/cpu/mirror_step_kernel.cpp,
     LaneSums): per work item of 16 384 elements, 8 double lanes; float32 terms are
     first added in float32, ((t[k] + t[k+8]) + (t[k+16] + t[k+24])) per group of 32,
     float64 terms go to lane i mod 8; a last partial group is completed with zeros;
-    the lanes, then the items, are added in order."""
-    group = 32 if terms.dtype == np.float32 else 8
+    the lanes, then the items, are added in order. For the power map in float32,
+    `terms` is the pair (n, r) of its fractions n/r, added as _power_groups says
+    (`fused`: with its one fused multiply-add, which ATen's DEFAULT build rounds
+    twice)."""
+    fractions = isinstance(terms, tuple)
+    dtype = np.float32 if fractions else terms.dtype
+    size = terms[0].size if fractions else terms.size
+    group = 32 if dtype == np.float32 else 8
     total = 0.0
-    for start in range(0, terms.size, 16384):
-        item = terms[start:start + 16384]
-        padded = np.zeros(-(-item.size // group) * group, terms.dtype)
-        padded[:item.size] = item
-        if terms.dtype == np.float32:
-            g = padded.reshape(-1, 4, 8)
-            rows = ((g[:, 0] + g[:, 1]) + (g[:, 2] + g[:, 3])).astype(np.float64)
+    for start in range(0, size, 16384):
+        if fractions:
+            item = (a[start:start + 16384] for a in terms)
+            rows = _power_groups(*item, fused=fused).astype(np.float64)
         else:
-            rows = padded.reshape(-1, 8)
+            item = terms[start:start + 16384]
+            padded = np.zeros(-(-item.size // group) * group, terms.dtype)
+            padded[:item.size] = item
+            if terms.dtype == np.float32:
+                g = padded.reshape(-1, 4, 8)
+                rows = ((g[:, 0] + g[:, 1]) + (g[:, 2] + g[:, 3])).astype(np.float64)
+            else:
+                rows = padded.reshape(-1, 8)
         lanes = np.zeros(8)
         for row in rows:
             lanes = lanes + row
@@ -268,7 +278,49 @@ def _mean_in_kernel_order(terms: np.ndarray) -> float:
         for lane in lanes:
             item_sum += lane
         total += item_sum
-    return total / terms.size
+    return total / size
+
+
+def _power_groups(n: np.ndarray, r: np.ndarray, fused: bool = True) -> np.ndarray:
+    """The power map's float32 sums per group of 32 (mirror_step_kernel.cpp,
+    pair_of_fractions), 8 per group: the terms n/r of elements k and k+16 as one
+    fraction, fma(n₁, r₂, n₂·r₁)/(r₁·r₂), where n₁, r₁, n₂ and r₂ all lie in
+    [2⁻⁶⁰, 2⁶⁰], else as n₁/r₁ + n₂/r₂; a partial group completed with n = 0,
+    r = 1; then f[k] + f[k+8]. Each operation rounded once (the fma by exact
+    rationals)."""
+    size = -(-n.size // 32) * 32
+    num = np.zeros(size, np.float32)
+    den = np.ones(size, np.float32)
+    num[:n.size], den[:r.size] = n, r
+    n1, n2 = num.reshape(-1, 2, 16).transpose(1, 0, 2)
+    r1, r2 = den.reshape(-1, 2, 16).transpose(1, 0, 2)
+    low, high = np.float32(2.0**-60), np.float32(2.0**60)
+    fits = np.logical_and.reduce([(low <= v) & (v <= high) for v in (n1, r1, n2, r2)])
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore", under="ignore"):
+        p = n2 * r1
+        if fused:  # only where the pair fits: elsewhere unused, and maybe not finite
+            top = np.array([_float32_of(Fraction(float(a)) * Fraction(float(b)) + Fraction(float(c)))
+                            if ok else np.float32(0)
+                            for a, b, c, ok in zip(n1.ravel(), r2.ravel(), p.ravel(), fits.ravel())],
+                           dtype=np.float32).reshape(n1.shape)
+        else:
+            top = n1 * r2 + p
+        f = np.where(fits, top / (r1 * r2), n1 / r1 + n2 / r2)
+    return f[:, :8] + f[:, 8:]
+
+
+def _power_fractions(x: np.ndarray, beta: float, degree: float):
+    """n = (x²+β²)^{2−L/2} and r = fma(L−1, x², β²) of float32 x for L = 3 (n the
+    correctly rounded √) and L = 4 (n = 1), each operation rounded once."""
+    b = np.float32(beta)
+    b2 = b * b
+    x2 = x * x
+    if degree == 3.0:
+        return np.sqrt(x2 + b2), np.float32(2) * x2 + b2  # 2x² is exact
+    assert degree == 4.0
+    r = np.array([_float32_of(3 * Fraction(float(v)) + Fraction(float(b2))) for v in x2],
+                 dtype=np.float32)
+    return np.ones_like(x), r
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
@@ -291,6 +343,8 @@ def test_the_mean_is_added_up_in_its_documented_order(mirror, kw, dtype):
     if mirror == "hyperbolic" and dtype == torch.float32:
         # the kernel's √(fma(x, x, β²)) in float32
         terms = _terms_by_hand(mirror, x, kw["beta"], fused=True)
+    elif mirror == "power" and dtype == torch.float32:
+        terms = _power_fractions(x, kw["beta"], kw["degree"])
     else:
         terms = mirrorflow.map_eval(p.detach(), mirror, "inv_metric", beta=kw["beta"],
                                     degree=kw.get("degree", 3.0)).numpy()
@@ -359,7 +413,8 @@ def test_float32_square_roots_are_correctly_rounded_across_the_range(mirror, bet
     opt = mirrorflow.MirrorDescent([p], lr=1.0, normalize=True, **kw)
     opt.found_inf = torch.tensor(1.0)  # computes the mean of θ and moves nothing
     opt.step()
-    assert opt._metric_mean(p).item() == _mean_in_kernel_order(terms)
+    addends = _power_fractions(x, beta, 3.0) if mirror == "power" else terms
+    assert opt._metric_mean(p).item() == _mean_in_kernel_order(addends, fused)
 
     g = (gen.standard_normal(n) * 1e-2).astype(np.float32)
     q = torch.from_numpy(x.copy()).requires_grad_()

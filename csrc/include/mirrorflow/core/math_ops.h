@@ -29,6 +29,8 @@ struct Ops<float> {
   using scalar = float;
   using mask = bool;
   MF_INLINE static float sqrt(float x) { return ::sqrtf(x); }
+  /// √x for x known to be >= `floor` (or NaN): the vector Ops use the bound.
+  MF_INLINE static float sqrt_above(float x, float) { return ::sqrtf(x); }
   MF_INLINE static float hypot(float x, float y) { return ::hypotf(x, y); }
   MF_INLINE static float expm1(float x) { return ::expm1f(x); }
   /// The hyperbolic dual step's exponentials (hyperbolic_entropy.h):
@@ -75,6 +77,8 @@ struct Ops<double> {
   using scalar = double;
   using mask = bool;
   MF_INLINE static double sqrt(double x) { return ::sqrt(x); }
+  /// √x for x known to be >= `floor` (or NaN): the vector Ops use the bound.
+  MF_INLINE static double sqrt_above(double x, double) { return ::sqrt(x); }
   MF_INLINE static double hypot(double x, double y) { return ::hypot(x, y); }
   MF_INLINE static double expm1(double x) { return ::expm1(x); }
   /// The hyperbolic dual step's exponentials (hyperbolic_entropy.h):

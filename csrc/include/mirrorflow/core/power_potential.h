@@ -26,11 +26,12 @@ struct PowerPotential {
   /// rounded √ without testing the exponent per element.
   bool sqrt_powers = kCubic || L == T(3);
 
-  /// q^e for q >= 0 (or NaN), e one of the exponents above.
+  /// q^e for q >= 0 (or NaN), e one of the exponents above; `floor`, a lower
+  /// bound of q (β² for q = x²+β²), spares the √ a test (Ops::sqrt_above).
   template <class V>
-  MF_INLINE V power(V q, T e) const {
-    if constexpr (kCubic) return Ops<V>::sqrt(q);
-    return sqrt_powers ? Ops<V>::sqrt(q) : Ops<V>::pow(q, V(e));
+  MF_INLINE V power(V q, T e, T floor = T(0)) const {
+    if constexpr (kCubic) return Ops<V>::sqrt_above(q, floor);
+    return sqrt_powers ? Ops<V>::sqrt_above(q, floor) : Ops<V>::pow(q, V(e));
   }
 
   MF_INLINE T degree() const { return L; }
@@ -58,7 +59,7 @@ struct PowerPotential {
     using O = Ops<V>;
     if (is_quadratic()) return x;
     if (homogeneous()) return with_sign_of(x, O::pow(O::abs(x), V(l_minus_1())));
-    return x * power(O::fma(x, x, V(beta_sq)), L / 2 - 1);
+    return x * power(O::fma(x, x, V(beta_sq)), L / 2 - 1, beta_sq);
   }
 
   /// 1/φ''(x) = (x²+β²)^{2−L/2} / ((L−1)x²+β²)  (β = 0: |x|^{2−L}/(L−1)).
@@ -67,9 +68,26 @@ struct PowerPotential {
     using O = Ops<V>;
     if (is_quadratic()) return V(1);
     if (homogeneous()) return O::pow(O::abs(x), V(2 - L)) / V(l_minus_1());
+    V q;
+    V r;
+    inv_metric_parts(x, q, r);
+    return inv_metric_numerator(q) / r;
+  }
+
+  /// Whether inv_metric is the fraction n/r below (β > 0 and L ≠ 2).
+  MF_INLINE bool inv_metric_is_fraction() const { return !is_quadratic() && !homogeneous(); }
+  /// That fraction's q = x²+β² and denominator r = (L−1)x²+β²; its numerator
+  /// is n = inv_metric_numerator(q) = q^{2−L/2}.
+  template <class V>
+  MF_INLINE void inv_metric_parts(V x, V& q, V& r) const {
     const V b2(beta_sq);
     const V x2 = x * x;
-    return power(V(x2 + b2), 2 - L / 2) / O::fma(V(l_minus_1()), x2, b2);
+    q = V(x2 + b2);
+    r = Ops<V>::fma(V(l_minus_1()), x2, b2);
+  }
+  template <class V>
+  MF_INLINE V inv_metric_numerator(V q) const {
+    return power(q, 2 - L / 2, beta_sq);
   }
 
   /// φ*(∇φ(x)) = x·∇φ(x) − φ(x).
@@ -131,7 +149,7 @@ struct PowerPotential {
     for (int it = 1; it <= kMaxIterations; ++it) {
       if (iterations) *iterations = it;
       const V s = O::fma(u, u, b2);
-      const V p = power(s, L / 2 - 1);
+      const V p = power(s, L / 2 - 1, beta_sq);
       const V f = u * p - a;
       const M root = O::land(O::lnot(done), O::eq(f, zero));
       result = O::select(root, u, result);
