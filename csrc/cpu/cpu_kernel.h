@@ -29,15 +29,19 @@ struct TensorTask {
 };
 
 /// How the kernel asks the memory for the lines ahead of the elements it is
-/// at (mirror_step_kernel.cpp, `Ahead`): how far ahead, and into L1 or L2.
-/// Which is faster depends on the processor (docs/benchmarks.md).
+/// at (mirror_step_kernel.cpp, `Ahead`): how far ahead of the update loop (in
+/// steps without a normalising sum) and of the sum loop (in those with one),
+/// and into L1 or L2. Which is faster depends on the processor
+/// (docs/benchmarks.md).
 struct PrefetchPlan {
   int64_t ahead_bytes = 8192;
+  int64_t sum_ahead_bytes = 8192;
   bool into_l1 = false;
 };
 
-/// This processor's plan, chosen once: 4 KiB ahead into L1 on Intel CPUs,
-/// 8 KiB ahead into L2 on others (measured on AMD Zen 4).
+/// This processor's plan, chosen once: into L1 on Intel CPUs, 4 KiB ahead of
+/// the update loop and 2 KiB ahead of the sum loop; 8 KiB ahead of either,
+/// into L2, on others (measured on AMD Zen 4).
 PrefetchPlan prefetch_plan();
 
 /// What is the same for every tensor of one call.

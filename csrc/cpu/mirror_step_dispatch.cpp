@@ -52,6 +52,7 @@ PrefetchPlan prefetch_plan() {
     if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) != 0 && ebx == 0x756e6547 && edx == 0x49656e69 &&
         ecx == 0x6c65746e) {
       p.ahead_bytes = 4096;
+      p.sum_ahead_bytes = 2048;
       p.into_l1 = true;
     }
 #endif

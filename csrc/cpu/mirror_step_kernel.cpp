@@ -125,7 +125,10 @@ struct Kept {
 // KiB a little worse); on the Intel Xeon, 4 KiB ahead into L1 rather than 8
 // KiB into L2, the normalised power metric step 1.33× → 1.13× SGD's time, the
 // normalised hyperbolic metric 1.12× → 0.97×, the normalised hyperbolic dual
-// 1.17× → 1.08×, the other steps 3–5 % faster too.
+// 1.17× → 1.08×, the other steps 3–5 % faster too; then 2 KiB rather than 4
+// ahead of the sum loop, normalised power metric 1.25× → 1.07×, hyperbolic
+// metric 1.07× → 0.96×, hyperbolic dual 1.04× → 0.98× (the update loop's 4
+// KiB as fast as 2 or 3 KiB there).
 template <class T>
 struct Ahead {
   T* x = nullptr;
@@ -148,11 +151,14 @@ struct Ahead {
 constexpr int64_t kLineBytes = 64;
 
 // `Ahead` of elements [at, at + ahead) of a tensor whose streams start at x, g
-// and b (b may be null) and have `to_end` elements from there on, `ahead` as
-// the plan says; none when those elements are past the end.
+// and b (b may be null) and have `to_end` elements from there on, `ahead` the
+// plan's distance for the update loop or, with `sum`, for the sum loop; none
+// when those elements are past the end.
 template <class T>
-Ahead<T> ahead_of(const PrefetchPlan& plan, T* x, T* g, T* b, int64_t at, int64_t to_end) {
-  const int64_t ahead = plan.ahead_bytes / static_cast<int64_t>(sizeof(T));
+Ahead<T> ahead_of(const PrefetchPlan& plan, bool sum, T* x, T* g, T* b, int64_t at,
+                  int64_t to_end) {
+  const int64_t ahead =
+      (sum ? plan.sum_ahead_bytes : plan.ahead_bytes) / static_cast<int64_t>(sizeof(T));
   if (at + ahead >= to_end) return {};
   return {x + at + ahead, g + at + ahead, b ? b + at + ahead : nullptr, to_end - (at + ahead),
           plan.into_l1};
@@ -500,14 +506,15 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
           // (no gain measured on VGG-16), and in cache its loop is bound by
           // loads, which prefetches add to (0.75 → 0.99 ns per 8 floats).
           span(w, param + begin, grad + begin, Momentum ? buf + begin : nullptr, n,
-               unit ? Ahead<T>{} : ahead_of(config.prefetch, param, grad, buf, begin, to_tensor_end));
+               unit ? Ahead<T>{}
+                    : ahead_of(config.prefetch, false, param, grad, buf, begin, to_tensor_end));
           return;
         }
         for (int64_t b = begin; b < begin + n; b += kSumBlock) {
           const int64_t m = std::min(kSumBlock, begin + n - b);
           span(w, param + b, grad + b, Momentum ? buf + b : nullptr, m, {}, b - begin);
           add_inv_metric<WS>(map, param + b, m, sums,
-                             ahead_of(config.prefetch, param, grad, buf, b, to_tensor_end));
+                             ahead_of(config.prefetch, true, param, grad, buf, b, to_tensor_end));
         }
       };
     };

@@ -94,7 +94,7 @@ std::string cuda_option() { return MIRRORFLOW_CUDA_OPTION; }
 std::string cpu_prefetch() {
   const cpu::PrefetchPlan plan = cpu::prefetch_plan();
   return std::string(plan.into_l1 ? "L1" : "L2") + ", " + std::to_string(plan.ahead_bytes) +
-         " bytes ahead";
+         " bytes ahead (" + std::to_string(plan.sum_ahead_bytes) + " of a normalising sum)";
 }
 
 }  // namespace mirrorflow

@@ -96,6 +96,7 @@ def test_build_info():
             vendor = next((line.split(":")[1].strip() for line in f
                            if line.startswith("vendor_id")), "")
     if vendor:
-        want = "L1, 4096" if vendor == "GenuineIntel" else "L2, 8192"
-        assert info["cpu_prefetch"] == want + " bytes ahead"
+        want = ("L1, 4096 bytes ahead (2048" if vendor == "GenuineIntel"
+                else "L2, 8192 bytes ahead (8192")
+        assert info["cpu_prefetch"] == want + " of a normalising sum)"
     assert isinstance(info["cuda_built"], bool)

@@ -86,8 +86,8 @@ std::string cuda_architectures();
 /// kernels are built exactly when nvcc and a CUDA-enabled PyTorch were found.
 std::string cuda_option();
 
-/// How the CPU kernels prefetch on this processor, e.g. "L1, 4096 bytes ahead"
-/// (Intel) or "L2, 8192 bytes ahead" (others): docs/benchmarks.md.
+/// How the CPU kernels prefetch on this processor, e.g. "L1, 4096 bytes ahead
+/// (2048 of a normalising sum)" on Intel: docs/benchmarks.md.
 std::string cpu_prefetch();
 
 }  // namespace mirrorflow
