@@ -392,13 +392,9 @@ template <class W>
 struct SumVectorOf {
   using type = W;
 };
-template <class T, bool F>
-struct SumVectorOf<core::Deferred<T, F>> {
-  using type = core::Deferred<T, true>;
-};
-template <class T, bool F>
-struct SumVectorOf<core::Direct<T, F>> {
-  using type = core::Direct<T, true>;
+template <class T, bool F, bool D>
+struct SumVectorOf<core::Deferred<T, F, D>> {
+  using type = core::Deferred<T, true, D>;
 };
 // The vectors of a sum loop in a pass on W.
 template <class W>

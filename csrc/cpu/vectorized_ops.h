@@ -36,26 +36,20 @@ inline std::atomic<uint64_t> fast_path_misses{0};
 
 /// Vectorized<T> on which the fast paths of Ops defer their fallback (above);
 /// `FmaSqrt`: √ by VectorOps::sqrt_in_range's multiply and fma pipes (float on
-/// AVX512) rather than the divider, the same bits either way.
-template <class T, bool FmaSqrt = false>
+/// AVX512) rather than the divider, the same bits either way. With `Defer`
+/// false (`Direct`) the fast paths do not defer: a lane outside one takes the
+/// slow path at once, as on Vectorized<T>; for the kernel's loops over maps
+/// that have no SLEEF fallback, which then need no deferred blocks
+/// (mirror_step_kernel.cpp).
+template <class T, bool FmaSqrt = false, bool Defer = true>
 struct Deferred : at::vec::Vectorized<T> {
   using Base = at::vec::Vectorized<T>;
   using Base::Base;
   Deferred() = default;
   Deferred(const Base& v) : Base(v) {}  // NOLINT(google-explicit-constructor): results of Base ops
 };
-
-/// Vectorized<T> with Deferred's choice of √ whose fast paths do not defer:
-/// a lane outside one takes the slow path at once, as on Vectorized<T>. For
-/// the kernel's loops over maps that have no SLEEF fallback, which then need
-/// no deferred blocks (mirror_step_kernel.cpp).
 template <class T, bool FmaSqrt = false>
-struct Direct : at::vec::Vectorized<T> {
-  using Base = at::vec::Vectorized<T>;
-  using Base::Base;
-  Direct() = default;
-  Direct(const Base& v) : Base(v) {}  // NOLINT(google-explicit-constructor): results of Base ops
-};
+using Direct = Deferred<T, FmaSqrt, false>;
 
 /// r² of expm1's polynomial range |x| ≤ r (below).
 template <class T>
@@ -348,15 +342,14 @@ inline void sum_half_group(const at::vec::Vectorized<float>* v, at::vec::Vectori
 #endif
 }
 
-template <class T, bool FmaSqrt>
-struct Ops<Deferred<T, FmaSqrt>> : VectorOps<Deferred<T, FmaSqrt>, T, true, FmaSqrt> {};
-template <class T, bool FmaSqrt>
-struct Ops<Direct<T, FmaSqrt>> : VectorOps<Direct<T, FmaSqrt>, T, false, FmaSqrt> {};
+template <class T, bool FmaSqrt, bool Defer>
+struct Ops<Deferred<T, FmaSqrt, Defer>>
+    : VectorOps<Deferred<T, FmaSqrt, Defer>, T, Defer, FmaSqrt> {};
 
-/// Whether W is a Deferred<T, ·>.
+/// Whether W is a Deferred<T, ·> that defers (not a Direct<T, ·>).
 template <class W>
 constexpr bool kIsDeferred = false;
-template <class T, bool FmaSqrt>
-constexpr bool kIsDeferred<Deferred<T, FmaSqrt>> = true;
+template <class T, bool FmaSqrt, bool Defer>
+constexpr bool kIsDeferred<Deferred<T, FmaSqrt, Defer>> = Defer;
 
 }  // namespace mirrorflow::core
