@@ -6,6 +6,7 @@
 #include <c10/core/ScalarType.h>
 
 #include <cstdint>
+#include <optional>
 #include <vector>
 
 #include "mirrorflow/core/mirror_kind.h"
@@ -39,10 +40,18 @@ struct PrefetchPlan {
   bool into_l1 = false;
 };
 
-/// This processor's plan, chosen once: into L1 on Intel CPUs, 4 KiB ahead of
-/// the update loop and 2 KiB ahead of the sum loop; 8 KiB ahead of either,
-/// into L2, on others (measured on AMD Zen 4).
+/// This processor's default plan, chosen once: into L1 on Intel CPUs, 4 KiB
+/// ahead of the update loop and 2 KiB ahead of the sum loop; 8 KiB ahead of
+/// either, into L2, on others (measured on AMD Zen 4).
+PrefetchPlan default_prefetch_plan();
+
+/// The plan the next step uses: the one set last by set_prefetch_plan, else
+/// the default. Prefetches change when lines arrive, never a result.
 PrefetchPlan prefetch_plan();
+
+/// Sets the plan for this process (checked by the caller:
+/// mirrorflow::set_cpu_prefetch); std::nullopt restores the default.
+void set_prefetch_plan(const std::optional<PrefetchPlan>& plan);
 
 /// What is the same for every tensor of one call.
 struct KernelConfig {

@@ -2,6 +2,8 @@
 // honouring ATEN_CPU_CAPABILITY like ATen's own kernels, and its prefetch plan.
 #include <ATen/Version.h>
 
+#include <mutex>
+#include <optional>
 #include <string>
 
 #if defined(__x86_64__) || defined(__i386__)
@@ -40,7 +42,7 @@ RunTasksFn select_run_tasks() {
   return chosen;
 }
 
-PrefetchPlan prefetch_plan() {
+PrefetchPlan default_prefetch_plan() {
   static const PrefetchPlan plan = [] {
     PrefetchPlan p;
 #if defined(__x86_64__) || defined(__i386__)
@@ -59,6 +61,24 @@ PrefetchPlan prefetch_plan() {
     return p;
   }();
   return plan;
+}
+
+namespace {
+
+// The plan set by set_prefetch_plan, if any; read once per optimizer step.
+std::mutex plan_mutex;
+std::optional<PrefetchPlan> chosen_plan;
+
+}  // namespace
+
+PrefetchPlan prefetch_plan() {
+  const std::lock_guard<std::mutex> lock(plan_mutex);
+  return chosen_plan ? *chosen_plan : default_prefetch_plan();
+}
+
+void set_prefetch_plan(const std::optional<PrefetchPlan>& plan) {
+  const std::lock_guard<std::mutex> lock(plan_mutex);
+  chosen_plan = plan;
 }
 
 }  // namespace mirrorflow::cpu

@@ -153,13 +153,13 @@ constexpr int64_t kLineBytes = 64;
 // `Ahead` of elements [at, at + ahead) of a tensor whose streams start at x, g
 // and b (b may be null) and have `to_end` elements from there on, `ahead` the
 // plan's distance for the update loop or, with `sum`, for the sum loop; none
-// when those elements are past the end.
+// when that distance is 0 or those elements are past the end.
 template <class T>
 Ahead<T> ahead_of(const PrefetchPlan& plan, bool sum, T* x, T* g, T* b, int64_t at,
                   int64_t to_end) {
   const int64_t ahead =
       (sum ? plan.sum_ahead_bytes : plan.ahead_bytes) / static_cast<int64_t>(sizeof(T));
-  if (at + ahead >= to_end) return {};
+  if (ahead == 0 || at + ahead >= to_end) return {};
   return {x + at + ahead, g + at + ahead, b ? b + at + ahead : nullptr, to_end - (at + ahead),
           plan.into_l1};
 }

@@ -21,6 +21,11 @@ PYBIND11_MODULE(_C, m) {
         "The build's MIRRORFLOW_CUDA setting: AUTO, ON or OFF.");
   m.def("cpu_prefetch", &mirrorflow::cpu_prefetch,
         "How the CPU kernels prefetch on this processor: into L1 or L2, how far ahead.");
+  m.def("set_cpu_prefetch", &mirrorflow::set_cpu_prefetch, pybind11::arg("into"),
+        pybind11::arg("ahead_bytes"), pybind11::arg("sum_ahead_bytes"),
+        "Sets how the CPU kernels prefetch in this process (mirrorflow.set_cpu_prefetch).");
+  m.def("reset_cpu_prefetch", &mirrorflow::reset_cpu_prefetch,
+        "Restores this processor's default prefetch plan.");
   m.def("cpu_capability", &at::get_cpu_capability,
         "The CPU capability that picks the kernel build: DEFAULT, AVX2 or AVX512\n"
         "(the environment variable ATEN_CPU_CAPABILITY can lower it).");

@@ -51,6 +51,28 @@ def build_info() -> dict:
     }
 
 
+def set_cpu_prefetch(into: str, ahead_bytes: int, sum_ahead_bytes: int) -> None:
+    """Sets how the CPU kernels prefetch in this process, for tuning on a
+    processor whose default (``build_info()["cpu_prefetch"]``) was not measured
+    (``bench/tune_prefetch.py`` times several plans side by side).
+
+    Args:
+        into: ``"L1"`` or ``"L2"``, the cache the lines are asked into.
+        ahead_bytes: how far ahead of the update loop of steps without a
+            normalising sum; a multiple of 64 from 0 (no prefetches) to 65536.
+        sum_ahead_bytes: the same for the sum loop of normalised steps.
+
+    Prefetches change when data arrives, never a result. Raises ``ValueError``
+    on bad input and then changes nothing; :func:`reset_cpu_prefetch` restores
+    the default."""
+    _C.set_cpu_prefetch(into, ahead_bytes, sum_ahead_bytes)
+
+
+def reset_cpu_prefetch() -> None:
+    """Restores this processor's default prefetch plan (see :func:`set_cpu_prefetch`)."""
+    _C.reset_cpu_prefetch()
+
+
 __all__ = [
     "MAPS",
     "MirrorDescent",
@@ -60,4 +82,6 @@ __all__ = [
     "cuda_architectures",
     "cuda_built",
     "map_eval",
+    "reset_cpu_prefetch",
+    "set_cpu_prefetch",
 ]

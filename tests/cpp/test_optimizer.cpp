@@ -9,8 +9,10 @@
 #include <map>
 #include <sstream>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "mirrorflow/ops.h"
 #include "mirrorflow/optim.h"
 
 namespace {
@@ -240,3 +242,43 @@ TEST(MirrorDescent, FailedStepModifiesNothing) {
 }
 
 }  // namespace
+
+// The prefetch plan is a tuning knob of the C++ API too (mirrorflow/ops.h): a
+// step under any plan gives the bits of the default plan's step; a bad plan is
+// refused, naming the argument, the rule and the value, and changes nothing.
+TEST(CpuPrefetch, AnyPlanGivesTheDefaultPlansBitsAndBadPlansAreRefused) {
+  auto run = [] {
+    torch::manual_seed(3);
+    auto p = (torch::randn({50001}) * 0.1).requires_grad_();
+    mirrorflow::MirrorDescent opt(
+        {p}, mirrorflow::MirrorDescentOptions(0.02).mirror("hyperbolic").beta(0.1).normalize(true));
+    for (int k = 0; k < 3; ++k) {
+      p.mutable_grad() = torch::randn({50001}) * 0.1;
+      opt.step();
+    }
+    return p.detach().clone();
+  };
+  const std::string default_plan = mirrorflow::cpu_prefetch();
+  const auto want = run();
+  mirrorflow::set_cpu_prefetch("L1", 64, 65536);
+  EXPECT_EQ(mirrorflow::cpu_prefetch(), "L1, 64 bytes ahead (65536 of a normalising sum)");
+  EXPECT_TRUE(torch::equal(run(), want));
+  mirrorflow::set_cpu_prefetch("L2", 0, 0);
+  EXPECT_TRUE(torch::equal(run(), want));
+  for (const auto& [into, ahead, sum, message] :
+       {std::tuple<std::string, int64_t, int64_t, std::string>{
+            "L0", 64, 64, "into must be \"L1\" or \"L2\", got \"L0\""},
+        {"L1", 65, 64, "ahead_bytes must be a multiple of 64 from 0 to 65536, got 65"},
+        {"L1", 64, 131072, "sum_ahead_bytes must be a multiple of 64 from 0 to 65536, got 131072"}}) {
+    try {
+      mirrorflow::set_cpu_prefetch(into, ahead, sum);
+      ADD_FAILURE() << "accepted " << into << ", " << ahead << ", " << sum;
+    } catch (const c10::ValueError& e) {
+      EXPECT_NE(std::string(e.what()).find("set_cpu_prefetch: " + message), std::string::npos)
+          << e.what();
+    }
+    EXPECT_EQ(mirrorflow::cpu_prefetch(), "L2, 0 bytes ahead (0 of a normalising sum)");
+  }
+  mirrorflow::reset_cpu_prefetch();
+  EXPECT_EQ(mirrorflow::cpu_prefetch(), default_plan);
+}

@@ -4,13 +4,16 @@ The plain-PyTorch step of bench/plain_mirror_step.py must compute what
 MirrorDescent computes, to rounding, for every map × update × normalize (and
 with momentum), over several steps; the memory measurement must see a known
 allocation; ``bench_step.py --quick`` must write its rows, JSON and markdown,
-and resume without redoing rows. Nothing here asserts a timing.
+and resume without redoing rows; ``tune_prefetch.py`` must time every plan of
+every step, name the best and restore the default plan. Nothing here asserts a
+timing.
 """
 
 from __future__ import annotations
 
 import itertools
 import json
+import math
 import os
 import sys
 
@@ -24,6 +27,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 import bench_step  # noqa: E402
 import parameter_sets as ps  # noqa: E402
 import step_timing  # noqa: E402
+import tune_prefetch  # noqa: E402
 from plain_mirror_step import PlainMirrorDescent, power_grad_conj  # noqa: E402
 
 SHAPES = [(6, 5), (33,), (4, 3, 3, 3), (20000,)]
@@ -133,3 +137,45 @@ def test_quick_run_writes_rows_json_markdown_and_resumes(tmp_path):
         torch.set_num_threads(threads)
     assert (tmp_path / "bench_step_cpu.rows.jsonl").read_text().splitlines() == lines
     assert len(json.loads(stem.with_suffix(".json").read_text())["rows"]) == len(rows)
+
+
+def test_tune_prefetch_times_every_plan_and_restores_the_default(tmp_path):
+    default = mirrorflow.build_info()["cpu_prefetch"]
+    plans = ["default", "L1:4096:2048", "L2:0:0"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assert tune_prefetch.main(["--quick", "--rounds", "2", "--min-sample-ms", "0",
+                                   "--maps", "hyperbolic", "power", "--plans", *plans,
+                                   "--out", str(tmp_path)]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    assert mirrorflow.build_info()["cpu_prefetch"] == default
+    result = json.loads((tmp_path / "tune_prefetch_cpu.json").read_text())
+    # hyperbolic: both updates; power: the metric update (its dual needs --with-power-dual)
+    labels = [c.label for c in ps.step_configs(["hyperbolic", "power"])
+              if not c.momentum and not (c.map == "power" and c.update == "dual")]
+    assert [r["config"] for r in result["rows"]] == labels
+    for r in result["rows"]:
+        assert set(r["ms"]) == set(plans) | {"sgd_foreach"}
+        assert all(len(v) == 2 and min(v) > 0 for v in r["samples_ms"].values())
+        for p in plans:
+            assert r["x_sgd_foreach"][p] == pytest.approx(r["ms"][p] / r["ms"]["sgd_foreach"])
+    geo = {p: math.prod(r["x_sgd_foreach"][p] for r in result["rows"]) for p in plans}
+    assert result["best"] == min(geo, key=geo.get)
+    text = (tmp_path / "tune_prefetch_cpu.md").read_text()
+    assert f"**{result['best']}**" in text
+    for label in labels:
+        assert f"| {label} |" in text
+
+
+@pytest.mark.parametrize("plan,message", [
+    ("L3:64:64", 'into must be "L1" or "L2", got "L3"'),
+    ("L1:96:64", "ahead_bytes must be a multiple of 64"),
+    ("L1:64", "a plan is INTO:AHEAD:SUM_AHEAD or default, got 'L1:64'"),
+    ("L1:x:64", "AHEAD and SUM_AHEAD must be integers, got 'L1:x:64'"),
+])
+def test_tune_prefetch_refuses_a_bad_plan_before_timing(tmp_path, capsys, plan, message):
+    assert tune_prefetch.main(["--quick", "--plans", plan, "--out", str(tmp_path)]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "tune_prefetch_cpu.json").exists()

@@ -100,3 +100,90 @@ def test_build_info():
                 else "L2, 8192 bytes ahead (8192")
         assert info["cpu_prefetch"] == want + " of a normalising sum)"
     assert isinstance(info["cuda_built"], bool)
+
+
+# Plans that prefetch nothing, from the line ahead, from the default distances and
+# from far ahead, into either cache: a prefetch changes when a line arrives, never a value.
+PREFETCH_PLANS = [("L1", 0, 0), ("L1", 64, 64), ("L2", 64, 0), ("L1", 4096, 2048),
+                  ("L2", 8192, 8192), ("L1", 65536, 65536), ("L2", 0, 65536)]
+
+
+def _steps_under(plan, mirror: str, update: str, normalize: bool, momentum: float):
+    """Three optimizer steps on tensors long enough to prefetch in (several work
+    items, a partial last line); parameters after each step, and the parameters'
+    float64 reference after the first."""
+    gen = torch.Generator().manual_seed(5)
+    shapes = [(100_003,), (257, 64), (7,)]
+    params = [(torch.randn(s, generator=gen) * 0.1).requires_grad_() for s in shapes]
+    kwargs = dict(mirror=mirror, beta=0.1, update=update, normalize=normalize, lr=0.02,
+                  momentum=momentum)
+    if mirror == "power":
+        kwargs["degree"] = 3.0
+    opt = mirrorflow.MirrorDescent(params, **kwargs)
+    if plan is None:
+        mirrorflow.reset_cpu_prefetch()
+    else:
+        mirrorflow.set_cpu_prefetch(*plan)
+    try:
+        history, first_reference = [], None
+        for k in range(3):
+            for p in params:
+                p.grad = torch.randn(p.shape, generator=gen) * 0.1
+            if k == 0:
+                opts = reference.Options(**kwargs)
+                first_reference = [reference.reference_step(p.detach(), p.grad,
+                                                            reference.TensorState(), opts)
+                                   for p in params]
+            opt.step()
+            history.append([p.detach().clone() for p in params])
+    finally:
+        mirrorflow.reset_cpu_prefetch()
+    return history, first_reference
+
+
+@pytest.mark.parametrize("mirror,update", [("hyperbolic", "metric"), ("hyperbolic", "dual"),
+                                           ("power", "metric"), ("power", "dual")])
+@pytest.mark.parametrize("normalize", [False, True])
+@pytest.mark.parametrize("momentum", [0.0, 0.9])
+def test_prefetch_plans_give_the_same_bits(mirror, update, normalize, momentum):
+    want, first_reference = _steps_under(None, mirror, update, normalize, momentum)
+    eps = torch.finfo(torch.float32).eps
+    for got, ref in zip(want[0], first_reference):  # the default plan's step is the step
+        err = (got.double() - ref).abs().max().item()
+        assert err <= 32 * eps * ref.abs().max().item(), (tuple(got.shape), err)
+    for plan in PREFETCH_PLANS:
+        got, _ = _steps_under(plan, mirror, update, normalize, momentum)
+        for k, (a, b) in enumerate(zip(got, want)):
+            for x, y in zip(a, b):
+                assert torch.equal(x, y), (plan, k, tuple(x.shape))
+
+
+def test_set_cpu_prefetch_reports_and_resets():
+    default = mirrorflow.build_info()["cpu_prefetch"]
+    try:
+        mirrorflow.set_cpu_prefetch("L1", 1024, 512)
+        assert mirrorflow.build_info()["cpu_prefetch"] == "L1, 1024 bytes ahead (512 of a normalising sum)"
+        mirrorflow.set_cpu_prefetch(into="L2", ahead_bytes=0, sum_ahead_bytes=65536)
+        assert mirrorflow.build_info()["cpu_prefetch"] == "L2, 0 bytes ahead (65536 of a normalising sum)"
+    finally:
+        mirrorflow.reset_cpu_prefetch()
+    assert mirrorflow.build_info()["cpu_prefetch"] == default
+
+
+@pytest.mark.parametrize("args,message", [
+    (("L3", 64, 64), 'into must be "L1" or "L2", got "L3"'),
+    (("l1", 64, 64), 'into must be "L1" or "L2", got "l1"'),
+    (("L1", 100, 64), "ahead_bytes must be a multiple of 64 from 0 to 65536, got 100"),
+    (("L1", -64, 64), "ahead_bytes must be a multiple of 64 from 0 to 65536, got -64"),
+    (("L2", 64, 65600), "sum_ahead_bytes must be a multiple of 64 from 0 to 65536, got 65600"),
+    (("L2", 64, 32), "sum_ahead_bytes must be a multiple of 64 from 0 to 65536, got 32"),
+])
+def test_set_cpu_prefetch_refuses_bad_plans_and_keeps_the_plan(args, message):
+    try:
+        mirrorflow.set_cpu_prefetch("L1", 2048, 1024)
+        before = mirrorflow.build_info()["cpu_prefetch"]
+        with pytest.raises(ValueError, match="set_cpu_prefetch: " + message.replace("(", r"\(")):
+            mirrorflow.set_cpu_prefetch(*args)
+        assert mirrorflow.build_info()["cpu_prefetch"] == before
+    finally:
+        mirrorflow.reset_cpu_prefetch()

@@ -86,8 +86,19 @@ std::string cuda_architectures();
 /// kernels are built exactly when nvcc and a CUDA-enabled PyTorch were found.
 std::string cuda_option();
 
-/// How the CPU kernels prefetch on this processor, e.g. "L1, 4096 bytes ahead
-/// (2048 of a normalising sum)" on Intel: docs/benchmarks.md.
+/// How the CPU kernels prefetch, e.g. "L1, 4096 bytes ahead (2048 of a
+/// normalising sum)", the default on Intel: docs/benchmarks.md.
 std::string cpu_prefetch();
+
+/// Sets how the CPU kernels prefetch in this process, for tuning on a
+/// processor the defaults were not measured on (bench/tune_prefetch.py):
+/// `into` "L1" or "L2"; how many bytes ahead of the update loop (steps without
+/// a normalising sum) and of the sum loop (steps with one), each a multiple of
+/// 64 from 0 (no prefetches) to 65536. Prefetches never change a result. On
+/// bad input throws and changes nothing.
+void set_cpu_prefetch(const std::string& into, int64_t ahead_bytes, int64_t sum_ahead_bytes);
+
+/// Restores this processor's default prefetch plan.
+void reset_cpu_prefetch();
 
 }  // namespace mirrorflow
