@@ -1,6 +1,6 @@
 // mirrorflow._C: loading it loads libmirrorflow, which registers the
-// operators with the dispatcher; the module itself only reports how the
-// library was built. No math lives here.
+// operators with the dispatcher; the module itself reports how the library
+// was built and sets the CPU kernels' prefetch plan. No math lives here.
 #include <ATen/Version.h>
 #include <pybind11/pybind11.h>
 
@@ -10,7 +10,7 @@
 
 
 PYBIND11_MODULE(_C, m) {
-  m.doc() = "Build information of the mirrorflow extension.";
+  m.doc() = "Build information and the CPU prefetch plan of the mirrorflow extension.";
   m.attr("__version__") = MIRRORFLOW_VERSION;
   m.attr("torch_version") = MIRRORFLOW_TORCH_VERSION;
   m.def("cuda_built", &mirrorflow::cuda_built,
