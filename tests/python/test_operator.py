@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 import torch
@@ -182,7 +183,7 @@ def test_set_cpu_prefetch_refuses_bad_plans_and_keeps_the_plan(args, message):
     try:
         mirrorflow.set_cpu_prefetch("L1", 2048, 1024)
         before = mirrorflow.build_info()["cpu_prefetch"]
-        with pytest.raises(ValueError, match="set_cpu_prefetch: " + message.replace("(", r"\(")):
+        with pytest.raises(ValueError, match=re.escape("set_cpu_prefetch: " + message)):
             mirrorflow.set_cpu_prefetch(*args)
         assert mirrorflow.build_info()["cpu_prefetch"] == before
     finally:
