@@ -164,43 +164,50 @@ Ahead<T> ahead_of(const PrefetchPlan& plan, bool sum, T* x, T* g, T* b, int64_t 
           plan.into_l1};
 }
 
-// Updates n contiguous compute-type elements in place, SIMD-wide on vectors W
+// Updates the m ≤ W::size() compute-type elements at i in place, on vectors W
 // (Vec<T>, or Deferred<T>: see vectorized_ops.h), the power map's dual update
-// too (its Newton solve runs lane-wise). `Plain`: no momentum, unscaling,
-// maximize or weight decay, so the step is the mirror update alone (the full
-// transform's runtime branches cost ~20 % on the CPU). The map and the
-// scalars come by value: held in registers, not reloaded after every store to x.
-// One line of each stream of `ahead` is asked for per line of x.
+// too (its Newton solve runs lane-wise), first storing into `kept` the inputs
+// it overwrites when W defers. `Plain`: no momentum, unscaling, maximize or
+// weight decay, so the step is the mirror update alone (the full transform's
+// runtime branches cost ~20 % on the CPU). The map and the scalars come by
+// value: held in registers, not reloaded after every store to x.
+template <UpdateKind U, bool Momentum, bool Plain, class W, class Map, class T>
+MF_INLINE void update_at(const Map& map, T* x, T* g, T* buf, int64_t i, int64_t m,
+                         const core::ElementStep<T>& s, const W& scale, const Kept<T>& kept) {
+  W xv = W::loadu(x + i, m);
+  W gv = W::loadu(g + i, m);
+  W bv;
+  if constexpr (Momentum) bv = W::loadu(buf + i, m);
+  if constexpr (core::kIsDeferred<W>) {
+    xv.store(kept.x + i, m);
+    if constexpr (!Plain) {
+      if (kept.g) gv.store(kept.g + i, m);
+    }
+    if constexpr (Momentum) bv.store(kept.b + i, m);
+  }
+  if constexpr (Plain) {
+    xv = core::mirror_update<U>(map, xv, gv, scale);
+  } else {
+    core::step_element<U, Momentum>(map, xv, gv, bv, s);
+  }
+  xv.store(x + i, m);
+  if constexpr (!Plain) {
+    if (s.unscale) gv.store(g + i, m);
+  }
+  if constexpr (Momentum) bv.store(buf + i, m);
+}
+
+// Updates n contiguous elements (update_at), asking for one line of each
+// stream of `ahead` per line of x.
 template <UpdateKind U, bool Momentum, bool Plain, class W, class Map, class T>
 MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const core::ElementStep<T> s,
                           const Kept<T>& kept, const Ahead<T>& ahead) {
   constexpr int64_t kSize = W::size();
   constexpr int64_t kLine = kLineBytes / static_cast<int64_t>(sizeof(T));
   static_assert(kLine % kSize == 0, "a line is whole vectors");
-  constexpr bool kKeep = core::kIsDeferred<W>;
   const W scale(s.scale);
   auto one = [&](int64_t i, int64_t m) {
-    W xv = W::loadu(x + i, m);
-    W gv = W::loadu(g + i, m);
-    W bv;
-    if constexpr (Momentum) bv = W::loadu(buf + i, m);
-    if constexpr (kKeep) {
-      xv.store(kept.x + i, m);
-      if constexpr (!Plain) {
-        if (kept.g) gv.store(kept.g + i, m);
-      }
-      if constexpr (Momentum) bv.store(kept.b + i, m);
-    }
-    if constexpr (Plain) {
-      xv = core::mirror_update<U>(map, xv, gv, scale);
-    } else {
-      core::step_element<U, Momentum>(map, xv, gv, bv, s);
-    }
-    xv.store(x + i, m);
-    if constexpr (!Plain) {
-      if (s.unscale) gv.store(g + i, m);
-    }
-    if constexpr (Momentum) bv.store(buf + i, m);
+    update_at<U, Momentum, Plain, W>(map, x, g, buf, i, m, s, scale, kept);
   };
   int64_t i = 0;
   for (const int64_t lines = std::min(n, ahead.n); i + kLine <= lines; i += kLine) {
@@ -262,6 +269,80 @@ MF_INLINE W pair_of_inv_metrics(const core::PowerPotential<float, kCubic>& map, 
   return pair_of_fractions(map.inv_metric_numerator(q1), r1, map.inv_metric_numerator(q2), r2);
 }
 
+// Adds 1/φ''(x) of the group of LaneSums<T>::kGroup elements at x into `sums`,
+// on vectors W; `pairs`: the power map's sum by fractions of two terms (above).
+template <class W, class Map, class T>
+MF_INLINE void add_group_at(const Map& map, const T* x, bool pairs, LaneSums<T>& sums) {
+  using S = LaneSums<T>;
+  constexpr int64_t kSize = W::size();
+  constexpr int64_t kHalf = S::kVectors / 2;
+  Vec<T> v[S::kVectors];
+  if constexpr (kFractionSum<Map>) {
+    if (pairs) {
+      for (int64_t j = 0; j < kHalf; ++j) {
+        v[j] = pair_of_inv_metrics(map, W(W::loadu(x + j * kSize)),
+                                   W(W::loadu(x + (j + kHalf) * kSize)));
+      }
+      sums.add_pairs(v);
+      return;
+    }
+  }
+  (void)pairs;
+  for (int64_t j = 0; j < S::kVectors; ++j) v[j] = map.inv_metric(W(W::loadu(x + j * kSize)));
+  sums.add_group(v);
+}
+
+// Whether the power map's sum goes by pairs of fractions (kFractionSum).
+template <class Map>
+bool sums_pairs(const Map& map) {
+  if constexpr (kFractionSum<Map>) {
+    return map.inv_metric_is_fraction();
+  } else {
+    (void)map;
+    return false;
+  }
+}
+
+// Adds 1/φ''(x) of the last n < LaneSums<T>::kGroup elements of an item at x
+// into `sums`, as one group completed with zeros (v + 0 = v) or, by pairs, with
+// n = 0, r = 1.
+template <class W, class Map, class T>
+void add_partial_group(const Map& map, const T* x, int64_t n, bool pairs, LaneSums<T>& sums) {
+  using S = LaneSums<T>;
+  constexpr int64_t kSize = W::size();
+  constexpr int64_t kHalf = S::kVectors / 2;
+  Vec<T> v[S::kVectors];
+  if (pairs) {
+    if constexpr (kFractionSum<Map>) {
+      alignas(64) T num[S::kGroup] = {};
+      alignas(64) T den[S::kGroup];
+      std::fill(den, den + S::kGroup, T(1));
+      for (int64_t j = 0; j < n; j += kSize) {
+        const int64_t m = std::min(kSize, n - j);
+        W q;
+        W r;
+        map.inv_metric_parts(W(W::loadu(x + j, m)), q, r);
+        map.inv_metric_numerator(q).store(num + j, m);
+        r.store(den + j, m);
+      }
+      for (int64_t j = 0; j < kHalf; ++j) {
+        const int64_t k = (j + kHalf) * kSize;
+        v[j] = pair_of_fractions(Vec<T>::loadu(num + j * kSize), Vec<T>::loadu(den + j * kSize),
+                                 Vec<T>::loadu(num + k), Vec<T>::loadu(den + k));
+      }
+      sums.add_pairs(v);
+    }
+    return;
+  }
+  alignas(64) T last[S::kGroup] = {};
+  for (int64_t j = 0; j < n; j += kSize) {
+    const int64_t m = std::min(kSize, n - j);
+    map.inv_metric(W(W::loadu(x + j, m))).store(last + j, m);
+  }
+  for (int64_t j = 0; j < S::kVectors; ++j) v[j] = Vec<T>::loadu(last + j * kSize);
+  sums.add_group(v);
+}
+
 // Adds 1/φ''(x) of n elements (the item's, in order) into `item_sums`, asking
 // for one line of each stream of `ahead` per line of x.
 //
@@ -273,65 +354,70 @@ template <class W, class Map, class T>
 MF_FLATTEN void add_inv_metric(const Map map, const T* x, int64_t n, LaneSums<T>& item_sums,
                                const Ahead<T>& ahead = {}) {
   using S = LaneSums<T>;
-  constexpr int64_t kSize = W::size();
   constexpr int64_t kLine = kLineBytes / static_cast<int64_t>(sizeof(T));
-  static_assert(S::kGroup % kLine == 0 && kSize == S::kSize, "a group is whole lines");
+  static_assert(S::kGroup % kLine == 0 && W::size() == S::kSize, "a group is whole lines");
   S sums = item_sums;
-  Vec<T> v[S::kVectors];
-  constexpr int64_t kHalf = S::kVectors / 2;
-  bool pairs = false;
-  if constexpr (kFractionSum<Map>) pairs = map.inv_metric_is_fraction();
-  auto group = [&](const T* at) {
-    if constexpr (kFractionSum<Map>) {
-      if (pairs) {
-        for (int64_t j = 0; j < kHalf; ++j) {
-          v[j] = pair_of_inv_metrics(map, W(W::loadu(at + j * kSize)),
-                                     W(W::loadu(at + (j + kHalf) * kSize)));
-        }
-        sums.add_pairs(v);
-        return;
-      }
-    }
-    for (int64_t j = 0; j < S::kVectors; ++j) v[j] = map.inv_metric(W(W::loadu(at + j * kSize)));
-    sums.add_group(v);
-  };
+  const bool pairs = sums_pairs(map);
+  auto group = [&](const T* at) { add_group_at<W>(map, at, pairs, sums); };
   int64_t i = 0;
   for (const int64_t lines = std::min(n, ahead.n); i + S::kGroup <= lines; i += S::kGroup) {
     for (int64_t k = 0; k < S::kGroup; k += kLine) ahead.line(i + k);
     group(x + i);
   }
   for (; i + S::kGroup <= n; i += S::kGroup) group(x + i);
-  if (i < n && pairs) {  // the last, partial group, completed with n = 0, r = 1
-    if constexpr (kFractionSum<Map>) {
-      alignas(64) T num[S::kGroup] = {};
-      alignas(64) T den[S::kGroup];
-      std::fill(den, den + S::kGroup, T(1));
-      const int64_t rest = n - i;  // < kGroup
-      for (int64_t j = 0; j < rest; j += kSize) {
-        const int64_t m = std::min(kSize, rest - j);
-        W q;
-        W r;
-        map.inv_metric_parts(W(W::loadu(x + i + j, m)), q, r);
-        map.inv_metric_numerator(q).store(num + j, m);
-        r.store(den + j, m);
-      }
-      for (int64_t j = 0; j < kHalf; ++j) {
-        const int64_t k = (j + kHalf) * kSize;
-        v[j] = pair_of_fractions(Vec<T>::loadu(num + j * kSize), Vec<T>::loadu(den + j * kSize),
-                                 Vec<T>::loadu(num + k), Vec<T>::loadu(den + k));
-      }
-      sums.add_pairs(v);
+  if (i < n) add_partial_group<W>(map, x + i, n - i, pairs, sums);
+  item_sums = sums;
+}
+
+// Elements by which the sum of a normalised step trails its update in
+// update_then_sum: it reads them back from L1.
+constexpr int64_t kSumLag = 128;
+
+// Updates n elements (update_at) and adds their 1/φ''(θ⁺) into `item_sums` in
+// one loop, the sum kSumLag elements behind the update, asking for one line of
+// each stream of `ahead` per line the sum reads: the same operations, and the
+// same sum, as step_span over the block followed by add_inv_metric, but the
+// core interleaves the update's dependency chains with the sum's, which do not
+// depend on each other, and keeps the divider (the update's √ of the
+// hyperbolic map) and the multiply and fma pipes (the sum's √) busy at once.
+// In cache on the Zen 5 machine (ns per 8 floats, docs/benchmarks.md): the
+// normalised hyperbolic metric step 2.1–2.8 → 1.6, hyperbolic dual 2.6–3.1 →
+// 2.1–2.7; on VGG-16, in three alternate runs, the hyperbolic dual normalised
+// 1.13–1.30× → 1.06–1.16× SGD's time. A power metric step whose update takes
+// √ on the fma pipes too (run_item_on's FmaSqrt) keeps its loops apart: so in
+// one loop, it was 10–20 % slower on VGG-16 on that machine.
+template <UpdateKind U, bool Momentum, bool Plain, class W, class WS, class Map, class T>
+MF_FLATTEN void update_then_sum(const Map map, T* x, T* g, T* buf, int64_t n,
+                                const core::ElementStep<T> s, const Kept<T>& kept,
+                                LaneSums<T>& item_sums, const Ahead<T>& ahead) {
+  using S = LaneSums<T>;
+  constexpr int64_t kSize = W::size();
+  constexpr int64_t kLine = kLineBytes / static_cast<int64_t>(sizeof(T));
+  constexpr int64_t kLag = kSumLag / S::kGroup;  // in groups
+  static_assert(kSumLag % S::kGroup == 0 && S::kGroup % kLine == 0 && kSize == S::kSize,
+                "the lag is whole groups, a group whole lines");
+  const W scale(s.scale);
+  S sums = item_sums;
+  const bool pairs = sums_pairs(map);
+  auto sum = [&](int64_t i) {
+    if (i + S::kGroup <= ahead.n) {
+      for (int64_t k = 0; k < S::kGroup; k += kLine) ahead.line(i + k);
     }
-  } else if (i < n) {  // the item's last, partial group, completed with zeros (v + 0 = v)
-    alignas(64) T last[S::kGroup] = {};
-    const int64_t rest = n - i;  // < kGroup
-    for (int64_t j = 0; j < S::kGroup && j < rest; j += kSize) {
-      const int64_t m = std::min(kSize, rest - j);
-      map.inv_metric(W(W::loadu(x + i + j, m))).store(last + j, m);
+    add_group_at<WS>(map, x + i, pairs, sums);
+  };
+  const int64_t groups = n / S::kGroup;
+  for (int64_t k = 0; k < groups; ++k) {
+    for (int64_t j = 0; j < S::kGroup; j += kSize) {
+      update_at<U, Momentum, Plain, W>(map, x, g, buf, k * S::kGroup + j, kSize, s, scale, kept);
     }
-    for (int64_t j = 0; j < S::kVectors; ++j) v[j] = Vec<T>::loadu(last + j * kSize);
-    sums.add_group(v);
+    if (k >= kLag) sum((k - kLag) * S::kGroup);
   }
+  for (int64_t k = std::max<int64_t>(0, groups - kLag); k < groups; ++k) sum(k * S::kGroup);
+  const int64_t done = groups * S::kGroup;
+  for (int64_t i = done; i < n; i += kSize) {
+    update_at<U, Momentum, Plain, W>(map, x, g, buf, i, std::min(kSize, n - i), s, scale, kept);
+  }
+  if (done < n) add_partial_group<WS>(map, x + done, n - done, pairs, sums);
   item_sums = sums;
 }
 
@@ -344,8 +430,9 @@ struct VectorType {
 // Elements per block of a deferred pass: a block's saved inputs stay in L1.
 constexpr int64_t kDeferBlock = 512;
 static_assert(kChunk % kDeferBlock == 0 && kDeferBlock % 64 == 0, "whole groups per block");
-// Elements a normalised step updates before it adds up their 1/φ'' (and asks
-// for the lines ahead): on the Intel machine, in one process on VGG-16, 256
+// Elements the power map's normalised metric step updates before it adds up
+// their 1/φ'' (and asks for the lines ahead; the other steps: update_then_sum):
+// on the Intel machine, in one process on VGG-16, 256
 // took the normalised hyperbolic metric step 1.44× → 1.33× SGD's time and the
 // hyperbolic dual 1.65× → 1.49× against 512, the power metric step unchanged;
 // 128 was as fast as 256 or 1–6 % faster in three runs (docs/benchmarks.md).
@@ -377,17 +464,23 @@ void deferred_blocks(int64_t count, Save save, Restore restore, Fast deferred, E
 }
 
 // Where the fast loops take √ (core::Deferred; float on AVX512): by
-// multiplications and fmas (VectorOps::sqrt_in_range) in every sum loop and in
-// the update loop of the power map's metric step, the one that also divides,
-// which leaves the divider to the divisions; on the divider in the other
-// update loops, whose one √ per element it keeps up with while the dual steps'
-// polynomials and Newton solve keep the fma pipes busy. In cache on the Intel
-// machine (ns per 8 floats, docs/benchmarks.md): the power metric step 3.86 →
-// 2.45, normalised 7.5 → 4.9; the normalised hyperbolic metric step 4.35 →
-// 3.6 (4.0 with the update's √ on the fma pipes too); the power dual step's
-// update loop 25 → 28 with them.
-template <MirrorKind K, UpdateKind U>
-constexpr bool kFmaSqrtStep = K == MirrorKind::Power && U == UpdateKind::Metric;
+// multiplications and fmas (VectorOps::sqrt_in_range) in every sum loop; on
+// the divider in the update loops, whose one √ per element it keeps up with
+// while the dual steps' polynomials and Newton solve keep the fma pipes busy,
+// except, on Intel CPUs (KernelConfig::power_metric_sqrt_on_fma), in the
+// update loop of the power map's metric step, the one that also divides, which
+// leaves the divider to the divisions. In cache on the Intel machine (ns per 8
+// floats, docs/benchmarks.md): the power metric step 3.86 → 2.45, normalised
+// 7.5 → 4.9; the normalised hyperbolic metric step 4.35 → 3.6 (4.0 with the
+// update's √ on the fma pipes too); the power dual step's update loop 25 → 28
+// with them. On the Zen 5 machine the divider was the faster for the power
+// metric step (1.52–2.0 → 1.40; normalised, with the sum in the update's
+// loop, 3.1–4.5 → 2.4–3.0; on VGG-16, normalised, the median of five runs
+// 1.16× → 1.05× SGD's time). `FmaSqrt`: that step's update on the fma pipes.
+// The steps whose update takes √ on the divider sum in the update's loop
+// (update_then_sum), which keeps both the divider and the fma pipes busy; the
+// other keeps its loops apart (on VGG-16 10–20 % faster so on the Zen 5
+// machine, where its two loops compete for the same pipes).
 template <class W>
 struct SumVectorOf {
   using type = W;
@@ -426,7 +519,7 @@ bool unit_inv_metric(const Map& map) {
 // One work item: elements [begin, end) of one tensor, on its map of kind K.
 // Returns the item's partial sum of 1/φ'' (of θ when mean_only, else of θ⁺
 // if tracked).
-template <MirrorKind K, UpdateKind U, bool Momentum, class scalar_t, class Map>
+template <MirrorKind K, UpdateKind U, bool Momentum, class scalar_t, bool FmaSqrt, class Map>
 double run_item_on(const Map map, const KernelConfig& config, const TensorTask& task,
                    int64_t begin, int64_t end, bool mean_only) {
   using T = at::opmath_type<scalar_t>;
@@ -448,24 +541,29 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
   auto* param = static_cast<scalar_t*>(task.param) + begin;
   auto* grad = static_cast<scalar_t*>(task.grad) + begin;
   auto* buf = Momentum ? static_cast<scalar_t*>(task.momentum_buffer) + begin : nullptr;
-  // The loop of this step on vectors W, chosen once per item.
+  // Calls run(Plain) with Plain = std::bool_constant<whether the step is
+  // plain>: the loop of this step, chosen once per item.
+  auto by_kind = [&](auto run) {
+    if constexpr (Momentum) {
+      run(std::false_type{});
+    } else if (plain) {
+      run(std::true_type{});
+    } else {
+      run(std::false_type{});
+    }
+  };
   Kept<T> kept;
   // `kept_at`: where x is in its deferred block.
   auto span = [&](auto w, T* x, T* g, T* b, int64_t n, const Ahead<T>& ahead = {},
                   int64_t kept_at = 0) {
     using W = typename decltype(w)::type;
-    const Kept<T> k = kept.from(kept_at);
-    if constexpr (Momentum) {
-      step_span<U, true, false, W>(map, x, g, b, n, s, k, ahead);
-    } else if (plain) {
-      step_span<U, false, true, W>(map, x, g, b, n, s, k, ahead);
-    } else {
-      step_span<U, false, false, W>(map, x, g, b, n, s, k, ahead);
-    }
+    by_kind([&](auto p) {
+      step_span<U, Momentum, decltype(p)::value, W>(map, x, g, b, n, s, kept.from(kept_at), ahead);
+    });
   };
   using Exact = VectorType<Vec<T>>;
-  using Fast = VectorType<core::Deferred<T, kFmaSqrtStep<K, U>>>;
-  using Direct = VectorType<core::Direct<T, kFmaSqrtStep<K, U>>>;
+  using Fast = VectorType<core::Deferred<T, FmaSqrt>>;
+  using Direct = VectorType<core::Direct<T, FmaSqrt>>;
 
   if constexpr (std::is_same_v<scalar_t, T>) {
     // float and double: straight on the tensors' memory, in one pass, with the
@@ -485,9 +583,11 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
       if (keep_g) std::copy(kept_g, kept_g + n, grad + b);
       if constexpr (Momentum) std::copy(kept_b, kept_b + n, buf + b);
     };
-    // A normalised step sums 1/φ''(θ⁺) in a second loop over each kSumBlock
-    // elements just written, while they are in L1: one loop doing
-    // both has too long a chain of dependent operations per vector for the
+    // A normalised step sums 1/φ''(θ⁺) of the elements just written, while
+    // they are in L1: kSumLag elements behind the update in the same loop
+    // (update_then_sum), or, for the power map's metric step, in a second loop
+    // over each kSumBlock elements. Summing each vector right after updating
+    // it makes too long a chain of dependent operations per vector for the
     // core to overlap consecutive vectors (measured: up to 1.3× slower in cache).
     auto pass = [&](auto w) {
       return [&, w](int64_t begin, int64_t n) {
@@ -504,6 +604,16 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
           span(w, param + begin, grad + begin, Momentum ? buf + begin : nullptr, n,
                unit ? Ahead<T>{}
                     : ahead_of(config.prefetch, false, param, grad, buf, begin, to_tensor_end));
+          return;
+        }
+        if constexpr (!FmaSqrt) {
+          const Ahead<T> ahead =
+              ahead_of(config.prefetch, true, param, grad, buf, begin, to_tensor_end);
+          by_kind([&](auto p) {
+            update_then_sum<U, Momentum, decltype(p)::value, W, WS>(
+                map, param + begin, grad + begin, Momentum ? buf + begin : nullptr, n, s,
+                kept.from(0), sums, ahead);
+          });
           return;
         }
         for (int64_t b = begin; b < begin + n; b += kSumBlock) {
@@ -548,20 +658,27 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
 
 // run_item_on with the tensor's map; the power map's metric update with L = 3
 // and β > 0 on PowerPotential<T, true>, whose loops then test neither (6–12 %
-// less time per element in cache). Its dual update, whose time goes to the
-// Newton solve, keeps the general map rather than double that code.
+// less time per element in cache), and with its √ where the processor prefers
+// it. Its dual update, whose time goes to the Newton solve, keeps the general
+// map rather than double that code.
 template <MirrorKind K, UpdateKind U, bool Momentum, class scalar_t>
 double run_item(const KernelConfig& config, const TensorTask& task, int64_t begin, int64_t end,
                 bool mean_only) {
   using T = at::opmath_type<scalar_t>;
   const auto map = core::make_map<K, T>(task.beta, config.degree);
   if constexpr (K == MirrorKind::Power && U == UpdateKind::Metric) {
-    if (map.sqrt_powers && map.beta > T(0)) {
-      return run_item_on<K, U, Momentum, scalar_t>(core::PowerPotential<T, true>{map.L, map.beta},
-                                                  config, task, begin, end, mean_only);
-    }
+    auto on = [&](auto fma_sqrt) {
+      constexpr bool kFma = decltype(fma_sqrt)::value;
+      if (map.sqrt_powers && map.beta > T(0)) {
+        return run_item_on<K, U, Momentum, scalar_t, kFma>(
+            core::PowerPotential<T, true>{map.L, map.beta}, config, task, begin, end, mean_only);
+      }
+      return run_item_on<K, U, Momentum, scalar_t, kFma>(map, config, task, begin, end,
+                                                         mean_only);
+    };
+    return config.power_metric_sqrt_on_fma ? on(std::true_type{}) : on(std::false_type{});
   }
-  return run_item_on<K, U, Momentum, scalar_t>(map, config, task, begin, end, mean_only);
+  return run_item_on<K, U, Momentum, scalar_t, false>(map, config, task, begin, end, mean_only);
 }
 
 struct WorkItem {
