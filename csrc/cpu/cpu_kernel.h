@@ -53,18 +53,6 @@ PrefetchPlan prefetch_plan();
 /// mirrorflow::set_cpu_prefetch); std::nullopt restores the default.
 void set_prefetch_plan(const std::optional<PrefetchPlan>& plan);
 
-/// Where the power map's metric update takes its √ on vectors of float on
-/// AVX512 (mirror_step_kernel.cpp, kFmaSqrtStep): on the multiply and fma
-/// pipes, with a normalised step's sum in a loop of its own (Intel CPUs), or on
-/// the divider, with the sum in the update's loop (others; measured on AMD Zen
-/// 5). The same bits either way. This processor's choice, unless
-/// set_power_metric_sqrt_on_fma set one.
-bool power_metric_sqrt_on_fma();
-
-/// Sets that choice for this process (tests compare the two); std::nullopt
-/// restores this processor's.
-void set_power_metric_sqrt_on_fma(const std::optional<bool>& on_fma);
-
 /// What is the same for every tensor of one call.
 struct KernelConfig {
   core::MirrorKind mirror = core::MirrorKind::Euclidean;
@@ -76,7 +64,6 @@ struct KernelConfig {
   bool unscale = false;         // divide gradients by grad_scale and write them back
   double grad_scale = 1;
   PrefetchPlan prefetch;
-  bool power_metric_sqrt_on_fma = true;
 };
 
 /// Updates all tasks in place; with `mean_only`, only computes mean_out of θ.

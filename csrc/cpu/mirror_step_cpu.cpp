@@ -48,7 +48,6 @@ void step_cpu(detail::StepCall& call) {
   config.unscale = call.grad_scale.has_value();
   config.grad_scale = config.unscale ? call.grad_scale->item<double>() : 1.0;
   config.prefetch = prefetch_plan();
-  config.power_metric_sqrt_on_fma = power_metric_sqrt_on_fma();
 
   // Tensors of one dtype go to the kernel together.
   std::map<at::ScalarType, std::vector<std::size_t>> by_dtype;

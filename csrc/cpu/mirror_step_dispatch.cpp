@@ -1,9 +1,7 @@
 // Chooses the CPU kernel build (DEFAULT, AVX2 or AVX512) for this processor,
-// honouring ATEN_CPU_CAPABILITY like ATen's own kernels, its prefetch plan, and
-// where the power map's metric update takes √.
+// honouring ATEN_CPU_CAPABILITY like ATen's own kernels, and its prefetch plan.
 #include <ATen/Version.h>
 
-#include <atomic>
 #include <mutex>
 #include <optional>
 #include <string>
@@ -44,36 +42,22 @@ RunTasksFn select_run_tasks() {
   return chosen;
 }
 
-namespace {
-
-// Whether this is an Intel CPU, asked once.
-bool is_intel() {
-  static const bool intel = [] {
+PrefetchPlan default_prefetch_plan() {
+  static const PrefetchPlan plan = [] {
+    PrefetchPlan p;
 #if defined(__x86_64__) || defined(__i386__)
     unsigned eax = 0;
     unsigned ebx = 0;
     unsigned ecx = 0;
     unsigned edx = 0;
     // The vendor string is EBX, EDX, ECX of leaf 0: "Genu", "ineI", "ntel".
-    return __get_cpuid(0, &eax, &ebx, &ecx, &edx) != 0 && ebx == 0x756e6547 &&
-           edx == 0x49656e69 && ecx == 0x6c65746e;
-#else
-    return false;
-#endif
-  }();
-  return intel;
-}
-
-}  // namespace
-
-PrefetchPlan default_prefetch_plan() {
-  static const PrefetchPlan plan = [] {
-    PrefetchPlan p;
-    if (is_intel()) {
+    if (__get_cpuid(0, &eax, &ebx, &ecx, &edx) != 0 && ebx == 0x756e6547 && edx == 0x49656e69 &&
+        ecx == 0x6c65746e) {
       p.ahead_bytes = 4096;
       p.sum_ahead_bytes = 2048;
       p.into_l1 = true;
     }
+#endif
     return p;
   }();
   return plan;
@@ -95,21 +79,6 @@ PrefetchPlan prefetch_plan() {
 void set_prefetch_plan(const std::optional<PrefetchPlan>& plan) {
   const std::lock_guard<std::mutex> lock(plan_mutex);
   chosen_plan = plan;
-}
-
-namespace {
-
-std::atomic<int> chosen_sqrt{-1};  // −1: this processor's choice; else 0 or 1
-
-}  // namespace
-
-bool power_metric_sqrt_on_fma() {
-  const int chosen = chosen_sqrt.load(std::memory_order_relaxed);
-  return chosen < 0 ? is_intel() : chosen == 1;
-}
-
-void set_power_metric_sqrt_on_fma(const std::optional<bool>& on_fma) {
-  chosen_sqrt.store(on_fma ? static_cast<int>(*on_fma) : -1, std::memory_order_relaxed);
 }
 
 }  // namespace mirrorflow::cpu

@@ -383,9 +383,9 @@ constexpr int64_t kSumLag = 128;
 // In cache on the Zen 5 machine (ns per 8 floats, docs/benchmarks.md): the
 // normalised hyperbolic metric step 2.1–2.8 → 1.6, hyperbolic dual 2.6–3.1 →
 // 2.1–2.7; on VGG-16, in three alternate runs, the hyperbolic dual normalised
-// 1.13–1.30× → 1.06–1.16× SGD's time. A power metric step whose update takes
-// √ on the fma pipes too (run_item_on's FmaSqrt) keeps its loops apart: so in
-// one loop, it was 10–20 % slower on VGG-16 on that machine.
+// 1.13–1.30× → 1.06–1.16× SGD's time. The power map's metric step, whose
+// update takes √ on the fma pipes too (kFmaSqrtStep), keeps its loops apart
+// (kFusedSum): so in one loop, it was 10–20 % slower on VGG-16 on that machine.
 template <UpdateKind U, bool Momentum, bool Plain, class W, class WS, class Map, class T>
 MF_FLATTEN void update_then_sum(const Map map, T* x, T* g, T* buf, int64_t n,
                                 const core::ElementStep<T> s, const Kept<T>& kept,
@@ -464,23 +464,25 @@ void deferred_blocks(int64_t count, Save save, Restore restore, Fast deferred, E
 }
 
 // Where the fast loops take √ (core::Deferred; float on AVX512): by
-// multiplications and fmas (VectorOps::sqrt_in_range) in every sum loop; on
-// the divider in the update loops, whose one √ per element it keeps up with
-// while the dual steps' polynomials and Newton solve keep the fma pipes busy,
-// except, on Intel CPUs (KernelConfig::power_metric_sqrt_on_fma), in the
-// update loop of the power map's metric step, the one that also divides, which
-// leaves the divider to the divisions. In cache on the Intel machine (ns per 8
-// floats, docs/benchmarks.md): the power metric step 3.86 → 2.45, normalised
-// 7.5 → 4.9; the normalised hyperbolic metric step 4.35 → 3.6 (4.0 with the
-// update's √ on the fma pipes too); the power dual step's update loop 25 → 28
-// with them. On the Zen 5 machine the divider was the faster for the power
-// metric step (1.52–2.0 → 1.40; normalised, with the sum in the update's
-// loop, 3.1–4.5 → 2.4–3.0; on VGG-16, normalised, the median of five runs
-// 1.16× → 1.05× SGD's time). `FmaSqrt`: that step's update on the fma pipes.
-// The steps whose update takes √ on the divider sum in the update's loop
-// (update_then_sum), which keeps both the divider and the fma pipes busy; the
-// other keeps its loops apart (on VGG-16 10–20 % faster so on the Zen 5
-// machine, where its two loops compete for the same pipes).
+// multiplications and fmas (VectorOps::sqrt_in_range) in every sum loop and in
+// the update loop of the power map's metric step, the one that also divides,
+// which leaves the divider to the divisions; on the divider in the other
+// update loops, whose one √ per element it keeps up with while the dual steps'
+// polynomials and Newton solve keep the fma pipes busy. In cache on the Intel
+// machine (ns per 8 floats, docs/benchmarks.md): the power metric step 3.86 →
+// 2.45, normalised 7.5 → 4.9; the normalised hyperbolic metric step 4.35 →
+// 3.6 (4.0 with the update's √ on the fma pipes too); the power dual step's
+// update loop 25 → 28 with them. On the Zen 5 machine the normalised power
+// metric step with its update's √ on the divider and its sum in the update's
+// loop was faster in cache (3.1–4.5 → 2.4–3.0) but slower on VGG-16 (1.01–1.12×
+// → 1.12–1.21× SGD's time, in one process).
+template <MirrorKind K, UpdateKind U>
+constexpr bool kFmaSqrtStep = K == MirrorKind::Power && U == UpdateKind::Metric;
+// Steps whose sum runs in the update's loop (update_then_sum): those whose
+// update takes √ on the divider, which that loop keeps busy together with the
+// fma pipes (the sum's √).
+template <MirrorKind K, UpdateKind U>
+constexpr bool kFusedSum = !kFmaSqrtStep<K, U>;
 template <class W>
 struct SumVectorOf {
   using type = W;
@@ -519,7 +521,7 @@ bool unit_inv_metric(const Map& map) {
 // One work item: elements [begin, end) of one tensor, on its map of kind K.
 // Returns the item's partial sum of 1/φ'' (of θ when mean_only, else of θ⁺
 // if tracked).
-template <MirrorKind K, UpdateKind U, bool Momentum, class scalar_t, bool FmaSqrt, class Map>
+template <MirrorKind K, UpdateKind U, bool Momentum, class scalar_t, class Map>
 double run_item_on(const Map map, const KernelConfig& config, const TensorTask& task,
                    int64_t begin, int64_t end, bool mean_only) {
   using T = at::opmath_type<scalar_t>;
@@ -562,8 +564,8 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
     });
   };
   using Exact = VectorType<Vec<T>>;
-  using Fast = VectorType<core::Deferred<T, FmaSqrt>>;
-  using Direct = VectorType<core::Direct<T, FmaSqrt>>;
+  using Fast = VectorType<core::Deferred<T, kFmaSqrtStep<K, U>>>;
+  using Direct = VectorType<core::Direct<T, kFmaSqrtStep<K, U>>>;
 
   if constexpr (std::is_same_v<scalar_t, T>) {
     // float and double: straight on the tensors' memory, in one pass, with the
@@ -606,7 +608,7 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
                     : ahead_of(config.prefetch, false, param, grad, buf, begin, to_tensor_end));
           return;
         }
-        if constexpr (!FmaSqrt) {
+        if constexpr (kFusedSum<K, U>) {
           const Ahead<T> ahead =
               ahead_of(config.prefetch, true, param, grad, buf, begin, to_tensor_end);
           by_kind([&](auto p) {
@@ -658,27 +660,20 @@ double run_item_on(const Map map, const KernelConfig& config, const TensorTask& 
 
 // run_item_on with the tensor's map; the power map's metric update with L = 3
 // and β > 0 on PowerPotential<T, true>, whose loops then test neither (6–12 %
-// less time per element in cache), and with its √ where the processor prefers
-// it. Its dual update, whose time goes to the Newton solve, keeps the general
-// map rather than double that code.
+// less time per element in cache). Its dual update, whose time goes to the
+// Newton solve, keeps the general map rather than double that code.
 template <MirrorKind K, UpdateKind U, bool Momentum, class scalar_t>
 double run_item(const KernelConfig& config, const TensorTask& task, int64_t begin, int64_t end,
                 bool mean_only) {
   using T = at::opmath_type<scalar_t>;
   const auto map = core::make_map<K, T>(task.beta, config.degree);
   if constexpr (K == MirrorKind::Power && U == UpdateKind::Metric) {
-    auto on = [&](auto fma_sqrt) {
-      constexpr bool kFma = decltype(fma_sqrt)::value;
-      if (map.sqrt_powers && map.beta > T(0)) {
-        return run_item_on<K, U, Momentum, scalar_t, kFma>(
-            core::PowerPotential<T, true>{map.L, map.beta}, config, task, begin, end, mean_only);
-      }
-      return run_item_on<K, U, Momentum, scalar_t, kFma>(map, config, task, begin, end,
-                                                         mean_only);
-    };
-    return config.power_metric_sqrt_on_fma ? on(std::true_type{}) : on(std::false_type{});
+    if (map.sqrt_powers && map.beta > T(0)) {
+      return run_item_on<K, U, Momentum, scalar_t>(core::PowerPotential<T, true>{map.L, map.beta},
+                                                  config, task, begin, end, mean_only);
+    }
   }
-  return run_item_on<K, U, Momentum, scalar_t, false>(map, config, task, begin, end, mean_only);
+  return run_item_on<K, U, Momentum, scalar_t>(map, config, task, begin, end, mean_only);
 }
 
 struct WorkItem {

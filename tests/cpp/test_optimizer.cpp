@@ -12,7 +12,6 @@
 #include <tuple>
 #include <vector>
 
-#include "cpu/cpu_kernel.h"
 #include "mirrorflow/ops.h"
 #include "mirrorflow/optim.h"
 
@@ -282,57 +281,4 @@ TEST(CpuPrefetch, AnyPlanGivesTheDefaultPlansBitsAndBadPlansAreRefused) {
   }
   mirrorflow::reset_cpu_prefetch();
   EXPECT_EQ(mirrorflow::cpu_prefetch(), default_plan);
-}
-
-// csrc/cpu/mirror_step_kernel.cpp: the power map's metric step takes its √ on
-// the fma pipes with a separate sum loop (Intel CPUs) or on the divider with
-// the sum in the update's loop (others); both give the same bits (the default
-// choice is checked against the float64 reference by the expected-value tests).
-TEST(CpuPowerMetricSqrt, BothPlacesGiveTheSameBits) {
-  struct Case {
-    double degree;
-    bool normalize;
-    double momentum;
-    double weight_decay;
-    torch::Dtype dtype;
-  };
-  const std::vector<Case> cases = {
-      {3, true, 0, 0, torch::kFloat32},    {3, false, 0, 0, torch::kFloat32},
-      {4, true, 0, 0, torch::kFloat32},    {3, true, 0.9, 0, torch::kFloat32},
-      {3, true, 0, 1e-3, torch::kFloat32}, {2.5, true, 0, 0, torch::kFloat32},
-      {3, true, 0, 0, torch::kFloat64},    {4, true, 0.9, 1e-3, torch::kFloat64}};
-  const int64_t n = 3 * 16384 + 77;  // several work items and a partial group
-  auto run = [&](const Case& c, torch::Tensor& start) {
-    torch::manual_seed(8);
-    auto p = (torch::randn({n}, c.dtype) * 0.3).requires_grad_();
-    start = p.detach().clone();
-    mirrorflow::MirrorDescent opt({p}, mirrorflow::MirrorDescentOptions(0.05)
-                                           .mirror("power")
-                                           .degree(c.degree)
-                                           .beta(0.1)
-                                           .normalize(c.normalize)
-                                           .momentum(c.momentum)
-                                           .weight_decay(c.weight_decay));
-    for (int k = 0; k < 3; ++k) {
-      p.mutable_grad() = torch::randn({n}, c.dtype) * 0.1;
-      opt.step();
-    }
-    return p.detach().clone();
-  };
-  for (const Case& c : cases) {
-    torch::Tensor start;
-    mirrorflow::cpu::set_power_metric_sqrt_on_fma(false);
-    EXPECT_FALSE(mirrorflow::cpu::power_metric_sqrt_on_fma());
-    const auto divider = run(c, start);
-    mirrorflow::cpu::set_power_metric_sqrt_on_fma(true);
-    EXPECT_TRUE(mirrorflow::cpu::power_metric_sqrt_on_fma());
-    const auto fma = run(c, start);
-    const std::string what = "L = " + std::to_string(c.degree) + ", normalize " +
-                             std::to_string(c.normalize) + ", momentum " +
-                             std::to_string(c.momentum) + ", weight decay " +
-                             std::to_string(c.weight_decay);
-    EXPECT_FALSE(torch::equal(divider, start)) << what;  // the steps moved θ
-    EXPECT_TRUE(torch::equal(divider, fma)) << what << ", " << c.dtype;
-  }
-  mirrorflow::cpu::set_power_metric_sqrt_on_fma(std::nullopt);
 }
