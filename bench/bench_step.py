@@ -168,6 +168,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
     parser.add_argument("--maps", nargs="+", choices=list(ps.MAPS), help="maps (default: all)")
     parser.add_argument("--no-momentum", action="store_true", help="skip the momentum rows")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: as is)")
+    parser.add_argument("--system-malloc", action="store_true",
+                        help="keep glibc malloc's adaptive thresholds (default: fixed, so that "
+                             "the plain step reuses freed memory; see bench/step_timing.py)")
     parser.add_argument("--resume", action="store_true",
                         help="keep the rows of an earlier run with the same settings")
     args = parser.parse_args(argv)
@@ -187,6 +190,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 0
     if args.threads:
         torch.set_num_threads(args.threads)
+    malloc = None if args.system_malloc else step_timing.keep_freed_memory()
     sets = ps.parameter_sets(args.device, args.quick)
     unknown = [s for s in args.sets or [] if s not in sets]
     if unknown:
@@ -195,7 +199,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     sets = {k: v for k, v in sets.items() if not args.sets or k in args.sets}
     configs = [c for c in ps.step_configs(args.maps) if not (args.no_momentum and c.momentum)]
     settings = {"device": args.device, "quick": args.quick, "rounds": args.rounds,
-                "min_sample_ms": args.min_sample_ms, "threads": torch.get_num_threads()}
+                "min_sample_ms": args.min_sample_ms, "threads": torch.get_num_threads(),
+                "malloc": malloc or "the C library's defaults"}
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"bench_step_{args.device}")
     rows = load_rows(stem + ".rows.jsonl", settings) if args.resume else []

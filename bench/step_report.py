@@ -68,7 +68,7 @@ def markdown(result: dict) -> str:
         f"{m['cpu_capability']}{prefetch}; PyTorch {m['torch']}, mirrorflow {m['mirrorflow']}; load "
         f"average {result['load_before']} before, {result['load_after']} after; "
         f"{s['rounds']} interleaved rounds (the plain step: at most 3), median; float32; "
-        f"lr 1e-3, momentum 0.9 where on.",
+        f"lr 1e-3, momentum 0.9 where on; {s.get('malloc', 'malloc as the C library sets it')}.",
         "",
         f"Command: `{result['command']}` ({result['seconds']:.0f} s, started "
         f"{result['started']})",

@@ -8,6 +8,10 @@
 
 namespace vgg_train {
 
+/// The folder `--data-dir` defaults to for CIFAR-10, relative to the working
+/// directory: the Python pipeline's default too (mirrorflow.data.CIFAR10_DEFAULT_ROOT).
+inline constexpr const char* kCifar10DefaultDir = "data/cifar10";
+
 /// Reads the training split (data_batch_1.bin … data_batch_5.bin, in that
 /// order) or the test split (test_batch.bin) from `dir`, or from
 /// `dir`/cifar-10-batches-bin when `dir` holds that folder. Each file is a

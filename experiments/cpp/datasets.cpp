@@ -14,7 +14,7 @@ const std::vector<std::string>& dataset_names() {
 
 std::string default_data_dir(const std::string& name) {
   if (name == "fashion-mnist") return kFashionMnistDefaultDir;
-  if (name == "cifar10") return "data/cifar-10-batches-bin";
+  if (name == "cifar10") return kCifar10DefaultDir;
   throw std::invalid_argument("--dataset must be one of cifar10, fashion-mnist, got '" + name + "'");
 }
 

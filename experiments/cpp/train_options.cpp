@@ -191,7 +191,8 @@ loss/accuracy and test loss/accuracy and appends them to a CSV file.
 data
   --dataset NAME        fashion-mnist (default) or cifar10
   --data-dir DIR        default: /usr/share/datasets/fashion-mnist (Debian's
-                        dataset-fashion-mnist) or data/cifar-10-batches-bin
+                        dataset-fashion-mnist) or data/cifar10 (holding
+                        cifar-10-batches-bin/, as for the Python pipeline)
   --train-limit N       use the first N training samples (0: all; default 0)
   --test-limit N        use the first N test samples (0: all; default 0)
   --augment BOOL        random crop (4-pixel padding), and flips for CIFAR-10

@@ -103,8 +103,9 @@ class RunConfig:
 
 _HELP = {
     "dataset": "data set",
-    "data_root": "folder of the data files (CIFAR-10: required; Fashion-MNIST: "
-                 "/usr/share/datasets/fashion-mnist by default)",
+    "data_root": "folder of the data files (default: data/cifar10 for CIFAR-10, holding "
+                 "cifar-10-batches-py/ or cifar-10-batches-bin/; "
+                 "/usr/share/datasets/fashion-mnist for Fashion-MNIST)",
     "limit_train": "use only the first N training images (None: all)",
     "limit_test": "use only the first N test (validation) images (None: all)",
     "mirror": "mirror map", "beta": "β of the hyperbolic and power maps",

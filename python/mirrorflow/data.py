@@ -25,6 +25,7 @@ import torch
 
 __all__ = [
     "CIFAR10_CLASSES",
+    "CIFAR10_DEFAULT_ROOT",
     "DATASETS",
     "FASHION_MNIST_CLASSES",
     "FASHION_MNIST_DEFAULT_ROOT",
@@ -45,6 +46,10 @@ CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
 FASHION_MNIST_CLASSES = ("t-shirt/top", "trouser", "pullover", "dress", "coat",
                          "sandal", "shirt", "sneaker", "bag", "ankle boot")
 FASHION_MNIST_DEFAULT_ROOT = "/usr/share/datasets/fashion-mnist"
+#: Where CIFAR-10 is looked for when no folder is given, relative to the working
+#: directory (``tar xzf cifar-10-*.tar.gz -C data/cifar10``); the C++ training
+#: program (``vgg_train``) uses the same default.
+CIFAR10_DEFAULT_ROOT = "data/cifar10"
 DATASETS = ("cifar10", "fashion_mnist", "synthetic")
 
 _CIFAR_PY_FILES = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
@@ -303,12 +308,12 @@ def load_dataset(
     name: str, root: Optional[PathLike] = None, limit_train: Optional[int] = None,
     limit_test: Optional[int] = None, seed: int = 0,
 ) -> ImageDataset:
-    """One of :data:`DATASETS` by name (``root`` as for its loader; the synthetic
-    set is drawn with ``seed`` and has ``limit_*`` images, 512/256 by default)."""
+    """One of :data:`DATASETS` by name (``root`` as for its loader, by default
+    :data:`CIFAR10_DEFAULT_ROOT` or :data:`FASHION_MNIST_DEFAULT_ROOT`; the
+    synthetic set is drawn with ``seed`` and has ``limit_*`` images, 512/256 by
+    default)."""
     if name == "cifar10":
-        if root is None:
-            raise ValueError("load_dataset: root must name the CIFAR-10 folder for name='cifar10'")
-        return load_cifar10(root, limit_train, limit_test)
+        return load_cifar10(CIFAR10_DEFAULT_ROOT if root is None else root, limit_train, limit_test)
     if name == "fashion_mnist":
         return load_fashion_mnist(root or FASHION_MNIST_DEFAULT_ROOT, limit_train, limit_test)
     if name == "synthetic":

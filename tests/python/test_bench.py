@@ -15,6 +15,7 @@ import itertools
 import json
 import math
 import os
+import subprocess
 import sys
 
 import pytest
@@ -98,8 +99,10 @@ def test_peak_extra_bytes_sees_a_known_allocation():
 def test_quick_run_writes_rows_json_markdown_and_resumes(tmp_path):
     # One thread: a parallel region on a busy machine can wait a time slice for its
     # second thread, which would make this test slow but not more thorough.
+    # --system-malloc leaves this process's malloc as it is (the fixed thresholds are
+    # tested in a process of their own below).
     args = ["--device", "cpu", "--quick", "--rounds", "1", "--min-sample-ms", "0",
-            "--threads", "1", "--out", str(tmp_path)]
+            "--threads", "1", "--system-malloc", "--out", str(tmp_path)]
     threads = torch.get_num_threads()
     try:
         assert bench_step.main(args) == 0
@@ -109,6 +112,7 @@ def test_quick_run_writes_rows_json_markdown_and_resumes(tmp_path):
     result = json.loads(stem.with_suffix(".json").read_text())
     configs = ps.step_configs()
     sets = ps.parameter_sets("cpu", quick=True)
+    assert result["settings"]["malloc"] == "the C library's defaults"
     rows = result["rows"]
     assert {(r["set"], r["config"]) for r in rows} == {(s, c.label) for s in sets
                                                        for c in configs}
@@ -179,3 +183,43 @@ def test_tune_prefetch_refuses_a_bad_plan_before_timing(tmp_path, capsys, plan, 
     assert tune_prefetch.main(["--quick", "--plans", plan, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "tune_prefetch_cpu.json").exists()
+
+
+_MALLOC_PROBE = """
+import ctypes, sys
+sys.path.insert(0, sys.argv[2])
+import step_timing
+libc = ctypes.CDLL("libc.so.6")
+class Mallinfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                               "usmblks", "fsmblks", "uordblks", "fordblks",
+                                               "keepcost")]
+libc.mallinfo2.restype = Mallinfo2
+libc.malloc.restype = ctypes.c_void_p
+libc.free.argtypes = [ctypes.c_void_p]
+print(step_timing.keep_freed_memory() if sys.argv[1] == "fixed" else "defaults")
+before = libc.mallinfo2()
+block = libc.malloc(9 << 20)  # VGG-16's largest tensor in float32 is 9 MiB
+during = libc.mallinfo2()
+libc.free(block)
+after = libc.mallinfo2()
+print(during.hblks - before.hblks, after.arena >= during.arena >= 9 << 20)
+"""
+
+
+@pytest.mark.parametrize("mode", ["fixed", "defaults"])
+def test_keep_freed_memory_serves_a_large_block_from_the_heap_and_keeps_it(mode):
+    bench = os.path.join(os.path.dirname(__file__), "..", "..", "bench")
+    done = subprocess.run([sys.executable, "-c", _MALLOC_PROBE, mode, bench],
+                          capture_output=True, text=True, timeout=60)
+    if "mallinfo2" in done.stderr:
+        pytest.skip("the C library is not glibc >= 2.33 (no mallinfo2 to observe malloc with)")
+    assert done.returncode == 0, done.stderr
+    described, observed = done.stdout.splitlines()
+    if mode == "fixed":
+        # glibc itself reports where the block came from: the heap (no mmap'd block),
+        # which still holds it after free (nothing trimmed back to the system)
+        assert described.startswith("glibc ") and "mmap threshold 32 MiB" in described
+        assert observed == "0 True"
+    else:  # glibc's default threshold (128 KiB) maps a 9 MiB block of its own
+        assert observed.split()[0] == "1"

@@ -200,6 +200,26 @@ def test_cifar10_reads_every_batch_file_and_the_nested_folder(tmp_path):
 
 # ---- the model --------------------------------------------------------------------------
 
+def test_cifar10_default_folder_is_data_cifar10_of_the_working_directory_as_in_python(tmp_path):
+    data = make_cifar10(tmp_path / "data" / "cifar10" / "cifar-10-batches-bin", per_batch=2,
+                        n_test=3)
+    command = [_program(), "--dataset", "cifar10", "--width", str(WIDTH), "--threads", "1",
+               "--epochs", "1", "--lr", "0", "--csv", str(tmp_path / "log.csv")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "train samples 10, test samples 3" in done.stdout
+    # the Python loader reads the same images from its default folder of the same directory
+    from mirrorflow.data import CIFAR10_DEFAULT_ROOT, load_cifar10
+    python = load_cifar10(tmp_path / CIFAR10_DEFAULT_ROOT)
+    assert torch.equal(python.train_images, torch.from_numpy(data["train"][0]))
+    assert torch.equal(python.test_images, torch.from_numpy(data["test"][0]))
+    assert python.test_labels.tolist() == data["test"][1].tolist()
+    empty = tmp_path / "elsewhere"
+    empty.mkdir()
+    refused = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=empty)
+    assert refused.returncode != 0 and "data/cifar10" in refused.stderr
+
+
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "cifar10"])
 def test_parameters_and_initial_test_loss_match_the_closed_form_and_a_float64_forward(
         tmp_path, dataset):

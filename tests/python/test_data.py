@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from mirrorflow.data import (FASHION_MNIST_DEFAULT_ROOT, DatasetError, augment, load_cifar10,
-                             load_dataset, load_fashion_mnist, normalize, synthetic_dataset)
+from mirrorflow.data import (CIFAR10_DEFAULT_ROOT, FASHION_MNIST_DEFAULT_ROOT, DatasetError,
+                             augment, load_cifar10, load_dataset, load_fashion_mnist, normalize,
+                             synthetic_dataset)
 
 CIFAR_PY = [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]
 
@@ -76,6 +77,23 @@ def test_cifar10_missing_folder_names_both_layouts_and_the_source(tmp_path):
     msg = str(e.value)
     assert "cifar-10-batches-py" in msg and "cifar-10-batches-bin" in msg
     assert "test_batch" in msg and "cs.toronto.edu" in msg
+
+
+def test_load_dataset_reads_cifar10_from_the_default_folder_of_the_working_directory(
+        tmp_path, monkeypatch):
+    content = _cifar_content()
+    _write_cifar_bin(tmp_path / "data" / "cifar10" / "cifar-10-batches-bin", content)
+    monkeypatch.chdir(tmp_path)
+    assert CIFAR10_DEFAULT_ROOT == "data/cifar10"
+    ds = load_dataset("cifar10")
+    assert torch.equal(ds.train_images, _expected_images(np.concatenate([d for d, _ in content[:5]])))
+    assert ds.test_labels.tolist() == content[5][1]
+    (tmp_path / "data" / "cifar10" / "cifar-10-batches-bin" / "test_batch.bin").unlink()
+    with pytest.raises(DatasetError, match="test_batch.bin"):
+        load_dataset("cifar10")
+    monkeypatch.chdir(tmp_path / "data")
+    with pytest.raises(DatasetError, match="CIFAR-10 not found under data/cifar10"):
+        load_dataset("cifar10")
 
 
 def test_cifar10_missing_batch_is_named(tmp_path):
