@@ -200,7 +200,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     configs = [c for c in ps.step_configs(args.maps) if not (args.no_momentum and c.momentum)]
     settings = {"device": args.device, "quick": args.quick, "rounds": args.rounds,
                 "min_sample_ms": args.min_sample_ms, "threads": torch.get_num_threads(),
-                "malloc": malloc or "the C library's defaults"}
+                "malloc": malloc or step_report.SYSTEM_MALLOC}
     os.makedirs(args.out, exist_ok=True)
     stem = os.path.join(args.out, f"bench_step_{args.device}")
     rows = load_rows(stem + ".rows.jsonl", settings) if args.resume else []

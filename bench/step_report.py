@@ -57,6 +57,11 @@ def targets(rows: list[dict], device: str) -> list[dict]:
     return out
 
 
+#: The malloc setting of a run that kept the C library's defaults (and of records made
+#: before bench_step.py recorded the setting).
+SYSTEM_MALLOC = "the C library's defaults"
+
+
 def markdown(result: dict) -> str:
     m, s = result["machine"], result["settings"]
     device = s["device"]
@@ -68,7 +73,7 @@ def markdown(result: dict) -> str:
         f"{m['cpu_capability']}{prefetch}; PyTorch {m['torch']}, mirrorflow {m['mirrorflow']}; load "
         f"average {result['load_before']} before, {result['load_after']} after; "
         f"{s['rounds']} interleaved rounds (the plain step: at most 3), median; float32; "
-        f"lr 1e-3, momentum 0.9 where on; {s.get('malloc', 'malloc as the C library sets it')}.",
+        f"lr 1e-3, momentum 0.9 where on; {s.get('malloc', SYSTEM_MALLOC)}.",
         "",
         f"Command: `{result['command']}` ({result['seconds']:.0f} s, started "
         f"{result['started']})",

@@ -198,8 +198,6 @@ def test_cifar10_reads_every_batch_file_and_the_nested_folder(tmp_path):
     assert "train samples 7, test samples 4" in limited.stdout
 
 
-# ---- the model --------------------------------------------------------------------------
-
 def test_cifar10_default_folder_is_data_cifar10_of_the_working_directory_as_in_python(tmp_path):
     data = make_cifar10(tmp_path / "data" / "cifar10" / "cifar-10-batches-bin", per_batch=2,
                         n_test=3)
@@ -219,6 +217,8 @@ def test_cifar10_default_folder_is_data_cifar10_of_the_working_directory_as_in_p
     refused = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=empty)
     assert refused.returncode != 0 and "data/cifar10" in refused.stderr
 
+
+# ---- the model --------------------------------------------------------------------------
 
 @pytest.mark.parametrize("dataset", ["fashion-mnist", "cifar10"])
 def test_parameters_and_initial_test_loss_match_the_closed_form_and_a_float64_forward(
