@@ -40,18 +40,23 @@ TRIM_THRESHOLD = 1 << 30  # the heap is given back to the system only above 1 Gi
 
 def keep_freed_memory() -> Optional[str]:
     """Fix glibc malloc's mmap and trim thresholds for this process (see the
-    module's note); the description recorded with the results, or None where
-    the C library is not glibc (nothing is changed)."""
+    module's note); the description recorded with the results, which names a
+    threshold glibc refused as left to glibc, or None where the C library is
+    not glibc or refused both (nothing is changed)."""
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         mallopt, version = libc.mallopt, libc.gnu_get_libc_version
     except (OSError, AttributeError):
         return None
     version.restype = ctypes.c_char_p
-    if not (mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD) and mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD)):
+    # Both are tried: a refused one leaves glibc's own, and the record says so.
+    mmap_fixed = bool(mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD))
+    trim_fixed = bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    if not (mmap_fixed or trim_fixed):
         return None
-    return (f"glibc {version().decode()} malloc: mmap threshold {MMAP_THRESHOLD >> 20} MiB, "
-            f"trim threshold {TRIM_THRESHOLD >> 30} GiB")
+    mmap = f"{MMAP_THRESHOLD >> 20} MiB" if mmap_fixed else "glibc's (it refused the fixed one)"
+    trim = f"{TRIM_THRESHOLD >> 30} GiB" if trim_fixed else "glibc's (it refused the fixed one)"
+    return f"glibc {version().decode()} malloc: mmap threshold {mmap}, trim threshold {trim}"
 
 
 def synchronize(device: str) -> None:

@@ -117,8 +117,9 @@ constexpr int64_t kLineBytes = 64;
 // n not past the tensor's end, for reading, into L1 or L2 (KernelConfig's
 // PrefetchPlan). Both loops ask for them: the update loop when the step has no
 // sum, else its sum (add_inv_metric, or the sum of update_then_sum), which
-// reads only what the update just wrote. Without them the hardware prefetchers, which follow the core's
-// own misses, let the memory idle while the core computes. On VGG-16
+// reads only what the update just wrote. Without them the hardware
+// prefetchers, which follow the core's own misses, let the memory idle while
+// the core computes. On VGG-16
 // (docs/benchmarks.md): in the update loop on an Intel Xeon (AVX512), 8 KiB
 // ahead into L2, the hyperbolic dual step 1.86× → 1.0–1.09× SGD's time, the
 // power metric 1.27× → 1.04–1.10×, the hyperbolic metric 1.21× → 0.91–0.96×;
@@ -208,8 +209,9 @@ MF_INLINE void update_at(const Map& map, T* x, T* g, T* buf, int64_t i, int64_t 
 // Updates n contiguous elements (update_at), asking for one line of each
 // stream of `ahead` per line of x.
 template <UpdateKind U, bool Momentum, bool Plain, class W, class Map, class T>
-MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n, const core::ElementStep<T> s,
-                          const Kept<T>& kept, const Ahead<T>& ahead) {
+MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n,
+                          const core::ElementStep<T> s, const Kept<T>& kept,
+                          const Ahead<T>& ahead) {
   constexpr int64_t kSize = W::size();
   constexpr int64_t kLine = kLineBytes / static_cast<int64_t>(sizeof(T));
   static_assert(kLine % kSize == 0, "a line is whole vectors");

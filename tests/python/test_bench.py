@@ -223,3 +223,38 @@ def test_keep_freed_memory_serves_a_large_block_from_the_heap_and_keeps_it(mode)
         assert observed == "0 True"
     else:  # glibc's default threshold (128 KiB) maps a 9 MiB block of its own
         assert observed.split()[0] == "1"
+
+
+class _FakeLibc:
+    """A C library whose mallopt refuses the parameters in `refuses` (glibc 2.36 accepts
+    any value, so a refusal cannot be provoked from the real one)."""
+
+    def __init__(self, refuses):
+        self.refuses, self.calls = set(refuses), []
+        self.gnu_get_libc_version = lambda: b"2.99"
+
+    def mallopt(self, param, value):
+        self.calls.append((param, value))
+        return 0 if param in self.refuses else 1
+
+
+@pytest.mark.parametrize("refuses, mmap, trim", [
+    ({-3}, "glibc's (it refused the fixed one)", "1 GiB"),
+    ({-1}, "32 MiB", "glibc's (it refused the fixed one)"),
+    (set(), "32 MiB", "1 GiB"),
+])
+def test_keep_freed_memory_describes_what_glibc_accepted(monkeypatch, refuses, mmap, trim):
+    import step_timing
+    fake = _FakeLibc(refuses)
+    monkeypatch.setattr(step_timing.ctypes, "CDLL", lambda name: fake)
+    described = step_timing.keep_freed_memory()
+    # both thresholds are asked for (M_MMAP_THRESHOLD = -3, M_TRIM_THRESHOLD = -1), each
+    # reported as set or as left to glibc
+    assert fake.calls == [(-3, 32 << 20), (-1, 1 << 30)]
+    assert described == f"glibc 2.99 malloc: mmap threshold {mmap}, trim threshold {trim}"
+
+
+def test_keep_freed_memory_is_none_when_glibc_refuses_both(monkeypatch):
+    import step_timing
+    monkeypatch.setattr(step_timing.ctypes, "CDLL", lambda name: _FakeLibc({-1, -3}))
+    assert step_timing.keep_freed_memory() is None
