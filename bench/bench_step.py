@@ -148,6 +148,8 @@ def bench_row(sb: SetBench, config: ps.StepConfig, rounds: int, min_sample_s: fl
             "bytes_per_element": config.bytes_per_element, "ms": ms,
             "samples_ms": {k: [round(1e3 * x, 4) for x in v] for k, v in samples.items()},
             "x_sgd_foreach": ratio("mirrorflow", "sgd_foreach"),
+            "x_sgd_foreach_quartiles": step_timing.paired_ratio_quartiles(
+                samples["mirrorflow"], samples.get("sgd_foreach", [])),
             "x_sgd_fused": ratio("mirrorflow", "sgd_fused"),
             "plain_speedup": ratio("plain", "mirrorflow"),
             "gbs": gbs, "copy_gbs": copy_gbs, "pct_copy": 100 * gbs / copy_gbs,

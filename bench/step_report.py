@@ -15,6 +15,11 @@ def _mib(value: Optional[int]) -> str:
     return "n/a" if value is None else f"{value / MIB:.2f}"
 
 
+def _quartiles(value: Optional[list[float]]) -> str:
+    """`1.02–1.15`; – where the record has none (not timed, or older than the column)."""
+    return "–" if not value else f"{value[0]:.2f}–{value[1]:.2f}"
+
+
 def _find(rows: list[dict], set_name: str, config: str) -> Optional[dict]:
     return next((r for r in rows if r["set"] == set_name and r["config"] == config), None)
 
@@ -79,7 +84,8 @@ def markdown(result: dict) -> str:
         f"{result['started']})",
         "",
         "Columns: step time of mirrorflow; its ratio to torch.optim.SGD(foreach=True) and "
-        "(fused=True) with the same momentum, timed in the same rounds; the plain-PyTorch "
+        "(fused=True) with the same momentum, timed in the same rounds; the middle half "
+        "(first to third quartile) of the ratio to SGD(foreach) round by round; the plain-PyTorch "
         "per-tensor step and how many times slower it is; GB/s counting 12 bytes per element "
         "(20 with momentum) and its share of a copy moving as many bytes; peak extra tensor "
         "memory of one step.",
@@ -96,15 +102,16 @@ def markdown(result: dict) -> str:
             f"{first['copy_gbs']:.1f} GB/s; SGD peak extra memory: foreach "
             f"{_mib(sgd_peaks['sgd_foreach'])} MiB, fused {_mib(sgd_peaks['sgd_fused'])} MiB",
             "",
-            "| step | mirrorflow ms | × SGD foreach | × SGD fused | SGD foreach ms | "
-            "SGD fused ms | plain ms | plain ÷ mirrorflow | GB/s | % of copy | "
-            "extra MiB mirrorflow / plain |",
-            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+            "| step | mirrorflow ms | × SGD foreach | rounds' middle half | × SGD fused | "
+            "SGD foreach ms | SGD fused ms | plain ms | plain ÷ mirrorflow | GB/s | "
+            "% of copy | extra MiB mirrorflow / plain |",
+            "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]
         for r in rows:
             ms, peak = r["ms"], r["peak_extra_bytes"]
             lines.append(
                 f"| {r['config']} | {ms['mirrorflow']:.3f} | {_fmt(r['x_sgd_foreach'], '.2f')} | "
+                f"{_quartiles(r.get('x_sgd_foreach_quartiles'))} | "
                 f"{_fmt(r['x_sgd_fused'], '.2f')} | {_fmt(ms.get('sgd_foreach'), '.3f')} | "
                 f"{_fmt(ms.get('sgd_fused'), '.3f')} | {_fmt(ms.get('plain'), '.2f')} | "
                 f"{_fmt(r['plain_speedup'], '.1f', '×')} | {r['gbs']:.1f} | "

@@ -114,6 +114,20 @@ def median(samples: list[float]) -> float:
     return statistics.median(samples)
 
 
+def paired_ratio_quartiles(a: list[float], b: list[float]) -> Optional[tuple[float, float]]:
+    """The first and third quartiles of a[r] / b[r] over the rounds r that timed both
+    (round_robin's samples are in round order): the middle half of the ratio as each
+    round saw it, which a change of the machine's speed between rounds moves less than
+    it moves either method's samples. None without a common round."""
+    ratios = [x / y for x, y in zip(a, b)]
+    if not ratios:
+        return None
+    if len(ratios) == 1:
+        return ratios[0], ratios[0]
+    q1, _, q3 = statistics.quantiles(ratios, n=4, method="inclusive")
+    return q1, q3
+
+
 def peak_extra_bytes(fn: Callable[[], object], device: str) -> Optional[int]:
     """Peak tensor memory allocated during one call of `fn` beyond what existed
     before it (None where it cannot be measured)."""

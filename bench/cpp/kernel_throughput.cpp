@@ -10,7 +10,10 @@
 //
 // In a full-size step (bench/bench_step.py) each core has about as long per 8
 // elements as memory takes to stream 96 bytes; a configuration whose time here
-// exceeds that budget is bound by arithmetic, not memory.
+// exceeds that budget is bound by arithmetic, not memory. The InMemory/ rows
+// time the same steps, and `add_`, on 2²⁴ elements (64 MiB per tensor, far
+// beyond the caches), still on one thread: how much of the memory's time a
+// step hides under its arithmetic, without a second core sharing the memory.
 #include <ATen/ATen.h>
 #include <ATen/Parallel.h>
 #include <ATen/cpu/vec/vec.h>
@@ -24,6 +27,7 @@
 namespace {
 
 constexpr int64_t kElements = 1 << 17;  // 512 KiB per tensor: θ and g stay in L2/L3
+constexpr int64_t kInMemory = 1 << 24;  // 64 MiB per tensor: θ and g come from memory
 constexpr double kPerVector = 8.0;      // elements per AVX2 float vector
 
 void per_vector(benchmark::State& state, int64_t elements) {
@@ -39,11 +43,11 @@ struct Config {
   bool normalize;
 };
 
-void BM_MirrorStep(benchmark::State& state, Config c) {
+void BM_MirrorStep(benchmark::State& state, Config c, int64_t elements) {
   at::set_num_threads(1);
   at::manual_seed(0);
-  at::Tensor x = at::randn({kElements}) * 0.1;
-  at::Tensor g = at::randn({kElements}) * 0.01;
+  at::Tensor x = at::randn({elements}) * 0.1;
+  at::Tensor g = at::randn({elements}) * 0.01;
   const double beta = std::string(c.mirror) == "euclidean" ? 1.0 : 0.1;
   // lr small enough that θ barely moves over millions of steps.
   const mirrorflow::StepOptions o = mirrorflow::make_step_options(
@@ -60,19 +64,19 @@ void BM_MirrorStep(benchmark::State& state, Config c) {
     mirrorflow::mirror_descent_step_({x}, {g}, {}, {}, means, valid, o);
     benchmark::ClobberMemory();
   }
-  per_vector(state, kElements);
+  per_vector(state, elements);
 }
 
 // torch.optim.SGD's step without momentum: θ.add_(g, alpha=−η).
-void BM_TorchAdd(benchmark::State& state) {
+void BM_TorchAdd(benchmark::State& state, int64_t elements) {
   at::set_num_threads(1);
-  at::Tensor x = at::randn({kElements});
-  at::Tensor g = at::randn({kElements});
+  at::Tensor x = at::randn({elements});
+  at::Tensor g = at::randn({elements});
   for (auto _ : state) {
     x.add_(g, -1e-7);
     benchmark::ClobberMemory();
   }
-  per_vector(state, kElements);
+  per_vector(state, elements);
 }
 
 // One operator call on one 8-element tensor: the fixed cost of a step.
@@ -127,13 +131,24 @@ const Config kConfigs[] = {
     {"power", "dual", false},        {"power", "dual", true},
 };
 
+std::string step_name(const Config& c) {
+  return std::string(c.mirror) + "_" + c.update + (c.normalize ? "_normalized" : "");
+}
+
 int register_all() {
   for (const Config& c : kConfigs) {
-    const std::string name = std::string("MirrorStep/") + c.mirror + "_" + c.update +
-                             (c.normalize ? "_normalized" : "");
-    benchmark::RegisterBenchmark(name.c_str(), BM_MirrorStep, c);
+    benchmark::RegisterBenchmark(("MirrorStep/" + step_name(c)).c_str(), BM_MirrorStep, c,
+                                 kElements);
   }
-  benchmark::RegisterBenchmark("TorchAdd", BM_TorchAdd);
+  benchmark::RegisterBenchmark("TorchAdd", BM_TorchAdd, kElements);
+  // In memory: the steps bound by memory or close to it (the power map's dual
+  // step, bound by its Newton solve, shows nothing new there).
+  for (const Config& c : kConfigs) {
+    if (std::string(c.mirror) == "power" && std::string(c.update) == "dual") continue;
+    benchmark::RegisterBenchmark(("InMemory/" + step_name(c)).c_str(), BM_MirrorStep, c,
+                                 kInMemory);
+  }
+  benchmark::RegisterBenchmark("InMemory/torch_add", BM_TorchAdd, kInMemory);
   benchmark::RegisterBenchmark("StepCallOverhead", BM_StepCallOverhead);
   benchmark::RegisterBenchmark("VectorSqrt", BM_VectorSqrt);
   benchmark::RegisterBenchmark("VectorDivide", BM_VectorDivide);

@@ -121,6 +121,10 @@ def test_quick_run_writes_rows_json_markdown_and_resumes(tmp_path):
         assert set(ms) >= {"mirrorflow", "plain", "sgd_foreach", "sgd_fused", "copy"}
         assert all(v > 0 for v in ms.values())
         assert r["x_sgd_foreach"] == pytest.approx(ms["mirrorflow"] / ms["sgd_foreach"])
+        # one round: its own ratio is both quartiles (samples_ms keeps 4 decimals of a ms)
+        (mine,), (sgd,) = r["samples_ms"]["mirrorflow"], r["samples_ms"]["sgd_foreach"]
+        assert r["x_sgd_foreach_quartiles"] == pytest.approx([mine / sgd] * 2,
+                                                             rel=1.1e-4 / min(mine, sgd))
         assert r["plain_speedup"] == pytest.approx(ms["plain"] / ms["mirrorflow"])
         moved = r["elements"] * (20 if r["momentum"] else 12)
         assert r["gbs"] == pytest.approx(moved / ms["mirrorflow"] / 1e6)
@@ -131,7 +135,9 @@ def test_quick_run_writes_rows_json_markdown_and_resumes(tmp_path):
             assert r["peak_extra_bytes"]["plain"] >= 4 * largest
     text = stem.with_suffix(".md").read_text()
     for r in rows:
-        assert f"| {r['config']} | {r['ms']['mirrorflow']:.3f} |" in text
+        q1, q3 = r["x_sgd_foreach_quartiles"]
+        assert (f"| {r['config']} | {r['ms']['mirrorflow']:.3f} | {r['x_sgd_foreach']:.2f} | "
+                f"{q1:.2f}–{q3:.2f} |") in text
     assert "Targets:" in text
     lines = (tmp_path / "bench_step_cpu.rows.jsonl").read_text().splitlines()
     assert len(lines) == len(rows)
@@ -183,6 +189,20 @@ def test_tune_prefetch_refuses_a_bad_plan_before_timing(tmp_path, capsys, plan, 
     assert tune_prefetch.main(["--quick", "--plans", plan, "--out", str(tmp_path)]) == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "tune_prefetch_cpu.json").exists()
+
+
+def test_paired_ratio_quartiles_pair_samples_by_round():
+    # ratios 1, 2, 3, 4, 5 (the rounds out of order): inclusive quartiles 2 and 4
+    a = [6.0, 2.0, 12.0, 4.0, 20.0]
+    b = [2.0, 2.0, 3.0, 2.0, 4.0]
+    assert step_timing.paired_ratio_quartiles(a, b) == pytest.approx((2.0, 4.0))
+    # the machine slowing fourfold between rounds moves neither quartile
+    assert step_timing.paired_ratio_quartiles([1.5, 1.5, 6.0, 6.0], [1.0, 1.0, 4.0, 4.0]) \
+        == pytest.approx((1.5, 1.5))
+    assert step_timing.paired_ratio_quartiles([3.0], [2.0]) == (1.5, 1.5)
+    assert step_timing.paired_ratio_quartiles([], []) is None
+    # rounds that timed only the first method are left out
+    assert step_timing.paired_ratio_quartiles([2.0, 4.0, 9.0], [1.0, 2.0]) == (2.0, 2.0)
 
 
 _MALLOC_PROBE = """
