@@ -54,8 +54,9 @@ def keep_freed_memory() -> Optional[str]:
     trim_fixed = bool(mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
     if not (mmap_fixed or trim_fixed):
         return None
-    mmap = f"{MMAP_THRESHOLD >> 20} MiB" if mmap_fixed else "glibc's (it refused the fixed one)"
-    trim = f"{TRIM_THRESHOLD >> 30} GiB" if trim_fixed else "glibc's (it refused the fixed one)"
+    left = "glibc's (it refused the fixed one)"
+    mmap = f"{MMAP_THRESHOLD >> 20} MiB" if mmap_fixed else left
+    trim = f"{TRIM_THRESHOLD >> 30} GiB" if trim_fixed else left
     return f"glibc {version().decode()} malloc: mmap threshold {mmap}, trim threshold {trim}"
 
 
