@@ -264,7 +264,6 @@ class _FakeLibc:
     (set(), "32 MiB", "1 GiB"),
 ])
 def test_keep_freed_memory_describes_what_glibc_accepted(monkeypatch, refuses, mmap, trim):
-    import step_timing
     fake = _FakeLibc(refuses)
     monkeypatch.setattr(step_timing.ctypes, "CDLL", lambda name: fake)
     described = step_timing.keep_freed_memory()
@@ -275,6 +274,5 @@ def test_keep_freed_memory_describes_what_glibc_accepted(monkeypatch, refuses, m
 
 
 def test_keep_freed_memory_is_none_when_glibc_refuses_both(monkeypatch):
-    import step_timing
     monkeypatch.setattr(step_timing.ctypes, "CDLL", lambda name: _FakeLibc({-1, -3}))
     assert step_timing.keep_freed_memory() is None
