@@ -30,7 +30,7 @@ struct TensorTask {
 };
 
 /// How the kernel asks the memory for the lines ahead of the elements it is
-/// at (mirror_step_kernel.cpp, `Ahead`): how far ahead of the update loop (in
+/// at (prefetch_ahead.h, `Ahead`): how far ahead of the update loop (in
 /// steps without a normalising sum) and of the sum loop (in those with one),
 /// and into L1 or L2. Which is faster depends on the processor
 /// (docs/benchmarks.md).

@@ -20,8 +20,10 @@
 #include <vector>
 
 #include "cpu_kernel.h"
+#include "inv_metric_sum.h"
 #include "mirrorflow/core/map_function.h"
 #include "mirrorflow/core/update_rule.h"
+#include "prefetch_ahead.h"
 #include "vectorized_ops.h"
 
 namespace mirrorflow::cpu {
@@ -30,73 +32,10 @@ namespace {
 
 using core::MirrorKind;
 using core::UpdateKind;
-template <class T>
-using Vec = at::vec::Vectorized<T>;
-
-// The loops below inline every call in them (the maps' functions and the
-// vector primitives), whatever the compiler's inlining budget: an out-of-line
-// call in a loop costs more than the arithmetic it does.
-#if defined(__GNUC__) || defined(__clang__)
-#define MF_FLATTEN __attribute__((flatten))
-#else
-#define MF_FLATTEN
-#endif
 
 // Elements converted at a time for float16/bfloat16 (three stack buffers).
 constexpr int64_t kBlock = 1024;
-// Partial sums of the mean are kept in 8 double lanes, indexed by element.
-constexpr int kLanes = 8;
 static_assert(kChunk % kBlock == 0 && kBlock % 64 == 0, "chunks hold whole blocks");
-
-// Running sums of 1/φ'' over one work item in kLanes double lanes, added a
-// group of kGroup elements at a time, whatever the SIMD width, so that the sum
-// does not depend on the CPU capability: double element i of the item goes to
-// lane i mod kLanes; float elements are first added in float, four to a lane,
-// within a group of 32 (core::sum_by_eights: two roundings more per value, at
-// most 2⁻²³ of the sum), which quarters the widenings and double additions
-// (normalised steps on VGG-16 5–10 % faster: docs/benchmarks.md). Each lane adds
-// in item order. The lanes live in one or two double vectors
-// (registers in the loops below, hence two named members rather than an array).
-template <class T>
-struct LaneSums {
-  using V = Vec<T>;
-  using D = Vec<double>;
-  static constexpr int64_t kSize = V::size();
-  static constexpr int64_t kWide = D::size();
-  static constexpr bool kFloat = std::is_same_v<T, float>;
-  static constexpr int64_t kGroup = kFloat ? core::kSumGroup : (kSize > kLanes ? kSize : kLanes);
-  static constexpr int64_t kVectors = kGroup / kSize;  // per group
-  static_assert(kLanes == kWide || kLanes == 2 * kWide, "8 lanes are one or two vectors");
-  static_assert(kGroup % kSize == 0 && (!kFloat || kSize == 2 * kWide), "lanes tile the vectors");
-  D low = D(0.0);   // lanes [0, kWide)
-  D high = D(0.0);  // lanes [kWide, 2·kWide) when kLanes = 2·kWide
-
-  // The values of one group, in kVectors vectors.
-  void add_group(const V* v) {
-    if constexpr (kFloat) {
-      core::sum_by_eights(v, low, high);
-    } else {
-      for (int64_t j = 0; j < kVectors; ++j) {
-        if (kLanes == kWide || (j * kSize) % kLanes < kWide) {
-          low += v[j];
-        } else {
-          high += v[j];
-        }
-      }
-    }
-  }
-  // kGroup/2 floats f[k] = t[k] + t[k+16], k < 16, of a group's terms t
-  // (the power map's pairs, below): lane k gets f[k] + f[k+8].
-  void add_pairs(const V* f) { core::sum_half_group(f, low, high); }
-  double total() const {
-    alignas(64) double lanes[2 * kWide];
-    low.store(lanes);
-    high.store(lanes + kWide);
-    double sum = 0;
-    for (int k = 0; k < kLanes; ++k) sum += lanes[k];
-    return sum;
-  }
-};
 
 // Where a deferred pass keeps the inputs it overwrites (g only when unscaling).
 template <class T>
@@ -109,69 +48,6 @@ struct Kept {
     return {x ? x + k : nullptr, g ? g + k : nullptr, b ? b + k : nullptr};
   }
 };
-
-constexpr int64_t kLineBytes = 64;
-
-// Lines of θ, g and the momentum buffer b (unless null) that a step asks the
-// memory for ahead of the elements it is at: elements [0, n) from x, g and b,
-// n not past the tensor's end, for reading, into L1 or L2 (KernelConfig's
-// PrefetchPlan). Both loops ask for them: the update loop when the step has no
-// sum, else its sum (add_inv_metric, or the sum of update_then_sum), which
-// reads only what the update just wrote. Without them the hardware
-// prefetchers, which follow the core's own misses, let the memory idle while
-// the core computes. On VGG-16
-// (docs/benchmarks.md): in the update loop on an Intel Xeon (AVX512), 8 KiB
-// ahead into L2, the hyperbolic dual step 1.86× → 1.0–1.09× SGD's time, the
-// power metric 1.27× → 1.04–1.10×, the hyperbolic metric 1.21× → 0.91–0.96×;
-// on Zen 4, in the sum loop, into L2 rather than L1, normalised steps 8–34 %
-// less time without momentum and 15–46 % with it (8 to 32 KiB ahead alike, 4
-// KiB a little worse); on the Intel Xeon, 4 KiB ahead into L1 rather than 8
-// KiB into L2, the normalised power metric step 1.33× → 1.13× SGD's time, the
-// normalised hyperbolic metric 1.12× → 0.97×, the normalised hyperbolic dual
-// 1.17× → 1.08×, the other steps 3–5 % faster too; then 2 KiB rather than 4
-// ahead of the sum loop, normalised power metric 1.25× → 1.07×, hyperbolic
-// metric 1.07× → 0.96×, hyperbolic dual 1.04× → 0.98× (the update loop's 4
-// KiB as fast as 2 or 3 KiB there).
-template <class T>
-struct Ahead {
-  T* x = nullptr;
-  T* g = nullptr;
-  T* b = nullptr;
-  int64_t n = 0;
-  bool into_l1 = false;
-  void line(int64_t i) const {
-    if (into_l1) {
-      __builtin_prefetch(x + i, 0, 3);
-      __builtin_prefetch(g + i, 0, 3);
-      if (b) __builtin_prefetch(b + i, 0, 3);
-    } else {
-      __builtin_prefetch(x + i, 0, 2);
-      __builtin_prefetch(g + i, 0, 2);
-      if (b) __builtin_prefetch(b + i, 0, 2);
-    }
-  }
-  // The lines of elements [i, i + Count), Count whole lines.
-  template <int64_t Count>
-  void lines(int64_t i) const {
-    constexpr int64_t kLine = kLineBytes / static_cast<int64_t>(sizeof(T));
-    static_assert(Count % kLine == 0, "whole lines");
-    for (int64_t k = 0; k < Count; k += kLine) line(i + k);
-  }
-};
-
-// `Ahead` of elements [at, at + ahead) of a tensor whose streams start at x, g
-// and b (b may be null) and have `to_end` elements from there on, `ahead` the
-// plan's distance for the update loop or, with `sum`, for the sum loop; none
-// when that distance is 0 or those elements are past the end.
-template <class T>
-Ahead<T> ahead_of(const PrefetchPlan& plan, bool sum, T* x, T* g, T* b, int64_t at,
-                  int64_t to_end) {
-  const int64_t ahead =
-      (sum ? plan.sum_ahead_bytes : plan.ahead_bytes) / static_cast<int64_t>(sizeof(T));
-  if (ahead == 0 || at + ahead >= to_end) return {};
-  return {x + at + ahead, g + at + ahead, b ? b + at + ahead : nullptr, to_end - (at + ahead),
-          plan.into_l1};
-}
 
 // Updates the m ≤ W::size() compute-type elements at i in place, on vectors W
 // (Vec<T>, or Deferred<T>: see vectorized_ops.h), the power map's dual update
@@ -228,155 +104,6 @@ MF_FLATTEN void step_span(const Map map, T* x, T* g, T* buf, int64_t n,
   if (i < n) one(i, n - i);
 }
 
-// The power map's float sum (β > 0, L ≠ 2; core::PowerPotential): its terms
-// are fractions n/r, and the sum adds those of elements k and k+16 of each
-// group of 32 as one, (n₁r₂ + n₂r₁)/(r₁r₂) rounded as
-// fma(n₁, r₂, n₂·r₁)/(r₁·r₂), one division for two terms, where n₁, r₁, n₂
-// and r₂ all lie in [2⁻⁶⁰, 2⁶⁰] (so that no product leaves the normal range),
-// and as n₁/r₁ + n₂/r₂ elsewhere; a last partial group is completed with
-// n = 0, r = 1, which gives an element without a partner its n/r either way.
-// Both are within a few ulp of the exact pair sum (docs/math.md). For L = 3
-// (kCubic) n = √q with q ∈ [r/2, r], so r in range puts n and q in range
-// (the fast √'s too), and only r is tested.
-template <class Map>
-constexpr bool kFractionSum = false;
-template <bool C>
-constexpr bool kFractionSum<core::PowerPotential<float, C>> = true;
-constexpr float kPairLow = 0x1p-60f;
-constexpr float kPairHigh = 0x1p60f;
-
-// Two terms as one fraction, or as two where some value leaves the range.
-template <class W>
-MF_INLINE W pair_of_fractions(const W n1, const W r1, const W n2, const W r2) {
-  using O = core::Ops<W>;
-  const W lo(kPairLow);
-  const W hi(kPairHigh);
-  const W one = O::fma(n1, r2, n2 * r1) / (r1 * r2);
-  const W fits = (lo <= n1) & (n1 <= hi) & (lo <= r1) & (r1 <= hi) & (lo <= n2) & (n2 <= hi) &
-                 (lo <= r2) & (r2 <= hi);
-  if (O::all(fits)) return one;
-  return O::select(fits, one, W(n1 / r1 + n2 / r2));
-}
-
-// 1/φ''(x₁) + 1/φ''(x₂) by that rule.
-template <class W, bool kCubic>
-MF_INLINE W pair_of_inv_metrics(const core::PowerPotential<float, kCubic>& map, const W x1,
-                                const W x2) {
-  using O = core::Ops<W>;
-  W q1;
-  W r1;
-  W q2;
-  W r2;
-  map.inv_metric_parts(x1, q1, r1);
-  map.inv_metric_parts(x2, q2, r2);
-  if constexpr (kCubic) {
-    // r >= β² (or NaN), so only the upper end is tested where β² >= 2⁻⁶⁰.
-    const W hi(kPairHigh);
-    if (map.beta_sq >= kPairLow && O::every_le(r1, hi, r2, hi)) {
-      return O::fma(O::sqrt_in_range(q1), r2, O::sqrt_in_range(q2) * r1) / (r1 * r2);
-    }
-  }
-  return pair_of_fractions(map.inv_metric_numerator(q1), r1, map.inv_metric_numerator(q2), r2);
-}
-
-// Adds 1/φ''(x) of the group of LaneSums<T>::kGroup elements at x into `sums`,
-// on vectors W; `pairs`: the power map's sum by fractions of two terms (above).
-template <class W, class Map, class T>
-MF_INLINE void add_group_at(const Map& map, const T* x, bool pairs, LaneSums<T>& sums) {
-  using S = LaneSums<T>;
-  constexpr int64_t kSize = W::size();
-  constexpr int64_t kHalf = S::kVectors / 2;
-  Vec<T> v[S::kVectors];
-  if constexpr (kFractionSum<Map>) {
-    if (pairs) {
-      for (int64_t j = 0; j < kHalf; ++j) {
-        v[j] = pair_of_inv_metrics(map, W(W::loadu(x + j * kSize)),
-                                   W(W::loadu(x + (j + kHalf) * kSize)));
-      }
-      sums.add_pairs(v);
-      return;
-    }
-  }
-  (void)pairs;
-  for (int64_t j = 0; j < S::kVectors; ++j) v[j] = map.inv_metric(W(W::loadu(x + j * kSize)));
-  sums.add_group(v);
-}
-
-// Whether the power map's sum goes by pairs of fractions (kFractionSum).
-template <class Map>
-bool sums_pairs(const Map& map) {
-  if constexpr (kFractionSum<Map>) {
-    return map.inv_metric_is_fraction();
-  } else {
-    (void)map;
-    return false;
-  }
-}
-
-// Adds 1/φ''(x) of the last n < LaneSums<T>::kGroup elements of an item at x
-// into `sums`, as one group completed with zeros (v + 0 = v) or, by pairs, with
-// n = 0, r = 1.
-template <class W, class Map, class T>
-void add_partial_group(const Map& map, const T* x, int64_t n, bool pairs, LaneSums<T>& sums) {
-  using S = LaneSums<T>;
-  constexpr int64_t kSize = W::size();
-  constexpr int64_t kHalf = S::kVectors / 2;
-  Vec<T> v[S::kVectors];
-  if (pairs) {
-    if constexpr (kFractionSum<Map>) {
-      alignas(64) T num[S::kGroup] = {};
-      alignas(64) T den[S::kGroup];
-      std::fill(den, den + S::kGroup, T(1));
-      for (int64_t j = 0; j < n; j += kSize) {
-        const int64_t m = std::min(kSize, n - j);
-        W q;
-        W r;
-        map.inv_metric_parts(W(W::loadu(x + j, m)), q, r);
-        map.inv_metric_numerator(q).store(num + j, m);
-        r.store(den + j, m);
-      }
-      for (int64_t j = 0; j < kHalf; ++j) {
-        const int64_t k = (j + kHalf) * kSize;
-        v[j] = pair_of_fractions(Vec<T>::loadu(num + j * kSize), Vec<T>::loadu(den + j * kSize),
-                                 Vec<T>::loadu(num + k), Vec<T>::loadu(den + k));
-      }
-      sums.add_pairs(v);
-    }
-    return;
-  }
-  alignas(64) T last[S::kGroup] = {};
-  for (int64_t j = 0; j < n; j += kSize) {
-    const int64_t m = std::min(kSize, n - j);
-    map.inv_metric(W(W::loadu(x + j, m))).store(last + j, m);
-  }
-  for (int64_t j = 0; j < S::kVectors; ++j) v[j] = Vec<T>::loadu(last + j * kSize);
-  sums.add_group(v);
-}
-
-// Adds 1/φ''(x) of n elements (the item's, in order) into `item_sums`, asking
-// for one line of each stream of `ahead` per line of x.
-//
-// This loop reads only what the step just wrote, from L1, so without `ahead`
-// the core requests no memory while it runs, and neither does the hardware
-// prefetcher, which follows the core's misses: a normalised step then cost
-// about its step loop plus this loop; with it, the memory keeps streaming.
-template <class W, class Map, class T>
-MF_FLATTEN void add_inv_metric(const Map map, const T* x, int64_t n, LaneSums<T>& item_sums,
-                               const Ahead<T>& ahead = {}) {
-  using S = LaneSums<T>;
-  static_assert(W::size() == S::kSize, "a group is whole vectors");
-  S sums = item_sums;
-  const bool pairs = sums_pairs(map);
-  auto group = [&](const T* at) { add_group_at<W>(map, at, pairs, sums); };
-  int64_t i = 0;
-  for (const int64_t asked = std::min(n, ahead.n); i + S::kGroup <= asked; i += S::kGroup) {
-    ahead.template lines<S::kGroup>(i);
-    group(x + i);
-  }
-  for (; i + S::kGroup <= n; i += S::kGroup) group(x + i);
-  if (i < n) add_partial_group<W>(map, x + i, n - i, pairs, sums);
-  item_sums = sums;
-}
 
 // Elements by which the sum of a normalised step trails its update in
 // update_then_sum: it reads them back from L1.

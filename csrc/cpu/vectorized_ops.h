@@ -318,7 +318,7 @@ inline void sum_by_eights(const at::vec::Vectorized<float>* v, at::vec::Vectoriz
 /// Adds to the 8 double lanes the sums f[k] + f[k+8], k < 8, of the
 /// kSumGroup/2 floats f in `v`, rounded to float and then widened exactly (the
 /// power map's sum, whose group of 32 terms the kernel first adds as 16
-/// fractions of two: mirror_step_kernel.cpp); like sum_by_eights, the same on
+/// fractions of two: inv_metric_sum.h); like sum_by_eights, the same on
 /// every capability.
 inline void sum_half_group(const at::vec::Vectorized<float>* v, at::vec::Vectorized<double>& low,
                            at::vec::Vectorized<double>& high) {
