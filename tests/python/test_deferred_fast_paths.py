@@ -99,7 +99,7 @@ def test_normalising_mean_tracked_through_a_recomputed_block(mirror, update, kw,
     assert torch.equal(tracked._metric_mean(p), fresh._metric_mean(q))
     # and both are the mean of 1/φ'' element by element (in another order of addition:
     # the kernel adds float32 terms four at a time in float32 first, at most 2⁻²³ of
-    # the sum; test_optimizer.py checks that order bit for bit). map_eval evaluates
+    # the sum; test_normalizing_mean.py checks that order bit for bit). map_eval evaluates
     # the scalar formulas with fused multiply-adds; so does the kernel with
     # AVX2/AVX512, but ATen's DEFAULT build rounds a·b + c twice (as torch's own
     # DEFAULT kernels do), which moves float32 terms by an ulp or so.
