@@ -15,7 +15,8 @@ const std::vector<std::string>& dataset_names() {
 std::string default_data_dir(const std::string& name) {
   if (name == "fashion-mnist") return kFashionMnistDefaultDir;
   if (name == "cifar10") return kCifar10DefaultDir;
-  throw std::invalid_argument("--dataset must be one of cifar10, fashion-mnist, got '" + name + "'");
+  throw std::invalid_argument("--dataset must be one of cifar10, fashion-mnist, got '" + name +
+                              "'");
 }
 
 Dataset load_dataset(const std::string& name, const std::string& given_dir, int64_t train_limit,

@@ -50,8 +50,8 @@ Evaluation evaluate(vgg_train::Vgg16& model, const ImageSet& set, const ChannelS
         vgg_train::normalize(set.images.narrow(0, start, count), stats).to(device);
     const at::Tensor y = set.labels.narrow(0, start, count).to(device);
     const at::Tensor logits = model->forward(x);
-    loss_sum += torch::nn::functional::cross_entropy(
-                    logits, y, torch::nn::functional::CrossEntropyFuncOptions().reduction(torch::kSum))
+    namespace F = torch::nn::functional;
+    loss_sum += F::cross_entropy(logits, y, F::CrossEntropyFuncOptions().reduction(torch::kSum))
                     .item<double>();
     correct += logits.argmax(1).eq(y).sum().item<int64_t>();
   }
@@ -152,8 +152,8 @@ int run(const TrainOptions& options) {
     int64_t seen = 0;
     for (int64_t b = 0; b < batches; ++b) {
       if (options.max_steps > 0 && progress.steps >= options.max_steps) break;
-      const at::Tensor index = order.narrow(0, b * options.batch_size,
-                                            std::min(options.batch_size, n - b * options.batch_size));
+      const int64_t first = b * options.batch_size;
+      const at::Tensor index = order.narrow(0, first, std::min(options.batch_size, n - first));
       at::Tensor x = data.train.images.index_select(0, index);
       if (options.augment) x = vgg_train::random_crop_flip(x, kCropPadding, data.flip, generator);
       x = vgg_train::normalize(x, stats).to(device);

@@ -68,7 +68,8 @@ const std::map<std::string, Setter>& setters() {
          default_data_dir(v);  // checks the name
          o.dataset = v;
        }},
-      {"data-dir", [](TrainOptions& o, const std::string&, const std::string& v) { o.data_dir = v; }},
+      {"data-dir",
+       [](TrainOptions& o, const std::string&, const std::string& v) { o.data_dir = v; }},
       {"train-limit", [](TrainOptions& o, const std::string& n, const std::string& v) {
          o.train_limit = parse_integer(n, v, 0);
        }},
@@ -84,7 +85,8 @@ const std::map<std::string, Setter>& setters() {
       {"head-hidden", [](TrainOptions& o, const std::string& n, const std::string& v) {
          o.head_hidden = parse_widths(n, v);
        }},
-      {"mirror", [](TrainOptions& o, const std::string&, const std::string& v) { o.optimizer.mirror(v); }},
+      {"mirror",
+       [](TrainOptions& o, const std::string&, const std::string& v) { o.optimizer.mirror(v); }},
       {"beta", [](TrainOptions& o, const std::string& n, const std::string& v) {
          o.optimizer.beta(parse_number(n, v));
        }},
@@ -94,7 +96,8 @@ const std::map<std::string, Setter>& setters() {
       {"beta-scaling", [](TrainOptions& o, const std::string&, const std::string& v) {
          o.optimizer.beta_scaling(v);
        }},
-      {"update", [](TrainOptions& o, const std::string&, const std::string& v) { o.optimizer.update(v); }},
+      {"update",
+       [](TrainOptions& o, const std::string&, const std::string& v) { o.optimizer.update(v); }},
       {"normalize", [](TrainOptions& o, const std::string& n, const std::string& v) {
          o.optimizer.normalize(parse_bool(n, v));
        }},

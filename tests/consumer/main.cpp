@@ -11,8 +11,8 @@ int main() {
   // Minimise ½(θ − 2)² from θ = 1 with the hyperbolic metric update, β = 0.5:
   // θ ← θ − η·√(θ²+β²)·(θ − 2).
   auto theta = torch::ones({1}, torch::kFloat64).requires_grad_();
-  mirrorflow::MirrorDescent opt({theta},
-                                mirrorflow::MirrorDescentOptions(0.1).mirror("hyperbolic").beta(0.5));
+  mirrorflow::MirrorDescent opt(
+      {theta}, mirrorflow::MirrorDescentOptions(0.1).mirror("hyperbolic").beta(0.5));
   double expected = 1.0;
   for (int step = 0; step < 20; ++step) {
     opt.zero_grad();

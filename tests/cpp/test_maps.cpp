@@ -352,7 +352,8 @@ void check_small_step_accuracy() {
     constexpr int kSamples = 200000;
     for (int k = 0; k < kSamples; ++k) {
       const T x = static_cast<T>(beta * std::pow(10.0, 4 * u(rng)) * (u(rng) < 0 ? -1 : 1));
-      const T z = static_cast<T>(0.0625 * std::pow(10.0, 1.5 * (u(rng) - 1)) * (u(rng) < 0 ? -1 : 1));
+      const T z =
+          static_cast<T>(0.0625 * std::pow(10.0, 1.5 * (u(rng) - 1)) * (u(rng) < 0 ? -1 : 1));
       const T got = h.dual_step(x, z, T(-1));
       const long double X = x, Z = z, B = static_cast<T>(beta);
       const long double want = B * std::sinh(std::asinh(X / B) - Z);
@@ -379,7 +380,8 @@ TEST(HyperbolicMap, InvMetricDoesNotUnderflowForTinyBeta) {
 
 TEST(MapKind, FanInBeta) {
   EXPECT_DOUBLE_EQ(mc::layer_beta(0.6, mc::BetaScaling::None, 64 * 27, 4, 64), 0.6);
-  EXPECT_DOUBLE_EQ(mc::layer_beta(0.6, mc::BetaScaling::FanIn, 64 * 27, 4, 64), 0.6 / std::sqrt(27.0));
+  EXPECT_DOUBLE_EQ(mc::layer_beta(0.6, mc::BetaScaling::FanIn, 64 * 27, 4, 64),
+                   0.6 / std::sqrt(27.0));
   EXPECT_DOUBLE_EQ(mc::layer_beta(0.6, mc::BetaScaling::FanIn, 10, 1, 10), 0.6);
   EXPECT_DOUBLE_EQ(mc::layer_beta(0.6, mc::BetaScaling::FanIn, 1, 0, 1), 0.6);
 }

@@ -110,8 +110,10 @@ TEST(MirrorDescent, EuclideanIsBitIdenticalToSgd) {
     auto theirs = make_params(dtype);
     for (auto& t : ours) t.requires_grad_();
     for (auto& t : theirs) t.requires_grad_();
-    mirrorflow::MirrorDescent opt(
-        ours, mirrorflow::MirrorDescentOptions(0.05).momentum(0.9).nesterov(true).weight_decay(0.01));
+    mirrorflow::MirrorDescent opt(ours, mirrorflow::MirrorDescentOptions(0.05)
+                                            .momentum(0.9)
+                                            .nesterov(true)
+                                            .weight_decay(0.01));
     torch::optim::SGD sgd(
         theirs, torch::optim::SGDOptions(0.05).momentum(0.9).nesterov(true).weight_decay(0.01));
     for (int step = 0; step < 4; ++step) {
@@ -202,7 +204,8 @@ TEST(MirrorDescent, RefusesBadHyperparametersNamingArgumentRuleAndValue) {
   expect_refused(O(0.1).mirror("hyperbolic").beta(0), "beta must be > 0");
   expect_refused(O(0.1).mirror("power").degree(1), "degree must be > 1");
   expect_refused(O(0.1).mirror("power").degree(3).beta(0), "update='metric' needs beta > 0");
-  expect_refused(O(0.1).mirror("cosine"), "mirror must be one of 'euclidean', 'hyperbolic', 'power', got 'cosine'");
+  expect_refused(O(0.1).mirror("cosine"),
+                 "mirror must be one of 'euclidean', 'hyperbolic', 'power', got 'cosine'");
   expect_refused(O(0.1).update("natural"), "update must be one of");
   expect_refused(O(0.1).beta_scaling("fan_out"), "beta_scaling must be one of");
   expect_refused(O(0.1).momentum(-1), "momentum must be a finite number >= 0, got -1");
@@ -228,8 +231,8 @@ TEST(MirrorDescent, FailedStepModifiesNothing) {
   bad.mutable_grad() = torch::randn({5}).to_sparse();
   const auto good_before = good.detach().clone();
   const auto bad_before = bad.detach().clone();
-  mirrorflow::MirrorDescent opt({good, bad},
-                                mirrorflow::MirrorDescentOptions(0.1).momentum(0.9).normalize(true));
+  mirrorflow::MirrorDescent opt(
+      {good, bad}, mirrorflow::MirrorDescentOptions(0.1).momentum(0.9).normalize(true));
   try {
     opt.step();
     FAIL() << "a sparse gradient was accepted";
@@ -269,7 +272,8 @@ TEST(CpuPrefetch, AnyPlanGivesTheDefaultPlansBitsAndBadPlansAreRefused) {
        {std::tuple<std::string, int64_t, int64_t, std::string>{
             "L0", 64, 64, "into must be \"L1\" or \"L2\", got \"L0\""},
         {"L1", 65, 64, "ahead_bytes must be a multiple of 64 from 0 to 65536, got 65"},
-        {"L1", 64, 131072, "sum_ahead_bytes must be a multiple of 64 from 0 to 65536, got 131072"}}) {
+        {"L1", 64, 131072,
+         "sum_ahead_bytes must be a multiple of 64 from 0 to 65536, got 131072"}}) {
     try {
       mirrorflow::set_cpu_prefetch(into, ahead, sum);
       ADD_FAILURE() << "accepted " << into << ", " << ahead << ", " << sum;
