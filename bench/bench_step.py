@@ -2,8 +2,9 @@
 """Step benchmark: mirrorflow.MirrorDescent against torch.optim.SGD and plain PyTorch.
 
 For each parameter set (parameter_sets.py: VGG-16, one large tensor, 500 small
-tensors) and each mirror step (every map × update × normalize × momentum),
-times one ``optimizer.step()`` of mirrorflow, of the plain-PyTorch per-tensor
+tensors; a Transformer encoder's parameters with ``--sets transformer``) and
+each mirror step (every map × update × normalize × momentum), times one
+``optimizer.step()`` of mirrorflow, of the plain-PyTorch per-tensor
 implementation of the same step (plain_mirror_step.py), of
 ``torch.optim.SGD(foreach=True)`` and ``SGD(fused=True)`` with the same
 momentum, and a copy moving as many bytes as the fused step (12 bytes per
@@ -166,7 +167,9 @@ def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
                              f"{PLAIN_ROUNDS})")
     parser.add_argument("--min-sample-ms", type=float, default=20.0,
                         help="back-to-back calls per sample until it lasts this long")
-    parser.add_argument("--sets", nargs="+", help="parameter sets to run (default: all)")
+    parser.add_argument("--sets", nargs="+",
+                        help="parameter sets to run: vgg16, large, '500 small' (the default: "
+                             "all three), transformer (a Transformer encoder's parameters)")
     parser.add_argument("--maps", nargs="+", choices=list(ps.MAPS), help="maps (default: all)")
     parser.add_argument("--no-momentum", action="store_true", help="skip the momentum rows")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: as is)")
@@ -193,12 +196,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     malloc = None if args.system_malloc else step_timing.keep_freed_memory()
-    sets = ps.parameter_sets(args.device, args.quick)
+    sets = ps.parameter_sets(args.device, args.quick, optional=True)
     unknown = [s for s in args.sets or [] if s not in sets]
     if unknown:
         print(f"bench_step: --sets must name sets of {list(sets)}, got {unknown}", file=sys.stderr)
         return 2
-    sets = {k: v for k, v in sets.items() if not args.sets or k in args.sets}
+    chosen = args.sets or list(ps.parameter_sets(args.device, args.quick))
+    sets = {k: v for k, v in sets.items() if k in chosen}
     configs = [c for c in ps.step_configs(args.maps) if not (args.no_momentum and c.momentum)]
     settings = {"device": args.device, "quick": args.quick, "rounds": args.rounds,
                 "min_sample_ms": args.min_sample_ms, "threads": torch.get_num_threads(),

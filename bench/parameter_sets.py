@@ -4,7 +4,8 @@ Shared by ``bench_step.py`` (CPU and CUDA, against SGD and plain PyTorch) and
 ``bench_gpu_step.py`` (CUDA extras: graph replay, launch counts).
 
 Parameter sets (float32): VGG-16 as in the CIFAR-10 experiments, one large
-tensor (2·10⁷ elements on the CPU, 10⁸ on a GPU) and 500 small tensors. The
+tensor (2·10⁷ elements on the CPU, 10⁸ on a GPU) and 500 small tensors; and,
+when asked for by name, the parameters of a Transformer encoder. The
 methods: ``mirrorflow.MirrorDescent`` for every map × update × normalize ×
 momentum (MATH.md §1-§2), ``torch.optim.SGD`` with ``foreach=True`` and
 ``fused=True``, and ``PlainMirrorDescent`` (plain_mirror_step.py), the same
@@ -51,12 +52,33 @@ def small_shapes(count: int = 500) -> list[tuple[int, ...]]:
     return [(1000 + (37 * i) % 4000,) for i in range(count)]
 
 
-def parameter_sets(device: str, quick: bool = False) -> dict[str, list[tuple[int, ...]]]:
-    """Set name -> shapes. `quick`: a few hundred thousand elements in all."""
+def transformer_shapes(width_divisor: int = 1) -> list[tuple[int, ...]]:
+    """The parameters of a real model with tensors of many sizes:
+    ``torch.nn.TransformerEncoder`` of 6 ``TransformerEncoderLayer`` of width
+    512, 8 heads and a 2048-wide feed-forward block (the base model of
+    "Attention Is All You Need"), built on the meta device: 72 tensors, from the
+    512-element biases and LayerNorm weights to 2048×512 matrices, 18 914 304
+    parameters. `width_divisor` narrows the width (for quick runs)."""
+    width = 512 // width_divisor
+    layer = torch.nn.TransformerEncoderLayer(d_model=width, nhead=8, dim_feedforward=4 * width,
+                                             device="meta")
+    encoder = torch.nn.TransformerEncoder(layer, num_layers=6, enable_nested_tensor=False)
+    return [tuple(p.shape) for p in encoder.parameters()]
+
+
+def parameter_sets(device: str, quick: bool = False,
+                   optional: bool = False) -> dict[str, list[tuple[int, ...]]]:
+    """Set name -> shapes: the sets a run times by default, and with `optional`
+    also those it times only when asked for by name (``transformer``). `quick`:
+    a few hundred thousand elements in all."""
     if quick:
-        return {"vgg16": vgg16_shapes(16), "large": [(10**5,)], "500 small": small_shapes(50)}
-    large = 10**8 if device == "cuda" else 2 * 10**7
-    return {"vgg16": vgg16_shapes(), "large": [(large,)], "500 small": small_shapes()}
+        sets = {"vgg16": vgg16_shapes(16), "large": [(10**5,)], "500 small": small_shapes(50)}
+    else:
+        large = 10**8 if device == "cuda" else 2 * 10**7
+        sets = {"vgg16": vgg16_shapes(), "large": [(large,)], "500 small": small_shapes()}
+    if optional:
+        sets["transformer"] = transformer_shapes(16 if quick else 1)
+    return sets
 
 
 def numel(shapes: list[tuple[int, ...]]) -> int:

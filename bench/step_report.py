@@ -121,12 +121,16 @@ def markdown(result: dict) -> str:
         for name, error in errors.items():
             lines.append(f"\n{name} could not be run: {error}")
         lines.append("")
-    if result.get("targets"):
+    targets = result.get("targets") or []
+    measured = [t for t in targets if t["met"] is not None]
+    if measured:
         lines += ["Targets:", "", "| target | measured | bound | met |", "|---|---:|---:|---|"]
-        for t in result["targets"]:
+        for t in measured:
             sign = "≤" if t["at_most"] else "≥"
-            met = {True: "yes", False: "**no**", None: "not measured"}[t["met"]]
             lines.append(f"| {t['target']} | {_fmt(t['value'], '.2f')} | {sign} {t['bound']} | "
-                         f"{met} |")
+                         f"{'yes' if t['met'] else '**no**'} |")
         lines.append("")
+    if len(measured) < len(targets):
+        lines += [f"{len(targets) - len(measured)} of the {len(targets)} targets not measured "
+                  "(their rows were not run).", ""]
     return "\n".join(lines)

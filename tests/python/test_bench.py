@@ -4,7 +4,8 @@ The plain-PyTorch step of bench/plain_mirror_step.py must compute what
 MirrorDescent computes, to rounding, for every map × update × normalize (and
 with momentum), over several steps; the memory measurement must see a known
 allocation; ``bench_step.py --quick`` must write its rows, JSON and markdown,
-and resume without redoing rows; ``tune_prefetch.py`` must time every plan of
+and resume without redoing rows; the Transformer set must hold the encoder's
+parameters and run only when named; ``tune_prefetch.py`` must time every plan of
 every step, name the best and restore the default plan. Nothing here asserts a
 timing.
 """
@@ -27,6 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "..", "bench"))
 
 import bench_step  # noqa: E402
 import parameter_sets as ps  # noqa: E402
+import step_report  # noqa: E402
 import step_timing  # noqa: E402
 import tune_prefetch  # noqa: E402
 from plain_mirror_step import PlainMirrorDescent, power_grad_conj  # noqa: E402
@@ -147,6 +149,43 @@ def test_quick_run_writes_rows_json_markdown_and_resumes(tmp_path):
         torch.set_num_threads(threads)
     assert (tmp_path / "bench_step_cpu.rows.jsonl").read_text().splitlines() == lines
     assert len(json.loads(stem.with_suffix(".json").read_text())["rows"]) == len(rows)
+
+
+@pytest.mark.parametrize("divisor", [1, 16])
+def test_transformer_set_holds_the_encoders_parameters(divisor):
+    """6 layers of width d: attention in_proj 3d×d and 3d, out_proj d×d and d,
+    feed-forward 4d×d, 4d, d×4d, d, two LayerNorms of d and d: 12d² + 13d each."""
+    d = 512 // divisor
+    shapes = ps.transformer_shapes(divisor)
+    per_layer = [(3 * d, d), (3 * d,), (d, d), (d,), (4 * d, d), (4 * d,), (d, 4 * d), (d,),
+                 (d,), (d,), (d,), (d,)]
+    assert shapes == per_layer * 6
+    assert ps.numel(shapes) == 6 * (12 * d * d + 13 * d)
+
+
+def test_the_transformer_set_runs_only_when_named(tmp_path, capsys):
+    assert "transformer" not in ps.parameter_sets("cpu")
+    assert "transformer" in ps.parameter_sets("cpu", optional=True)
+    args = ["--device", "cpu", "--quick", "--rounds", "1", "--min-sample-ms", "0",
+            "--threads", "1", "--system-malloc", "--maps", "hyperbolic", "--no-momentum",
+            "--sets", "transformer", "--out", str(tmp_path)]
+    threads = torch.get_num_threads()
+    try:
+        assert bench_step.main(args) == 0
+        assert bench_step.main(args[:-2] + ["transformers", "--out", str(tmp_path)]) == 2
+    finally:
+        torch.set_num_threads(threads)
+    assert "--sets must name sets of ['vgg16', 'large', '500 small', 'transformer'], " \
+           "got ['transformers']" in capsys.readouterr().err
+    rows = json.loads((tmp_path / "bench_step_cpu.json").read_text())["rows"]
+    assert [(r["set"], r["config"]) for r in rows] == [
+        ("transformer", c.label) for c in ps.step_configs(["hyperbolic"]) if not c.momentum]
+    assert {r["elements"] for r in rows} == {ps.numel(ps.transformer_shapes(16))}
+    # The targets are on vgg16: none measured, and the markdown says so in one line.
+    text = (tmp_path / "bench_step_cpu.md").read_text()
+    count = len(step_report.targets([], "cpu"))
+    assert "Targets:" not in text
+    assert f"{count} of the {count} targets not measured (their rows were not run)." in text
 
 
 def test_tune_prefetch_times_every_plan_and_restores_the_default(tmp_path):
