@@ -8,7 +8,8 @@
 // when the step is normalised, adds 1/φ''(θ⁺) of each block just written (from
 // L1) into the chunk's partial sum, which the next step uses as its per-tensor
 // mean (MATH.md §2) without a second pass over the tensor; that loop also
-// prefetches the blocks the step comes to next.
+// prefetches the blocks the step comes to next. The sum, its lanes and its
+// order are in inv_metric_sum.h, the prefetches in prefetch_ahead.h.
 #include <ATen/Dispatch.h>
 #include <ATen/OpMathType.h>
 #include <ATen/Parallel.h>
