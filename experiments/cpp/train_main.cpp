@@ -20,6 +20,7 @@
 #include "csv_log.h"
 #include "datasets.h"
 #include "mirrorflow/optim.h"
+#include "run_record.h"
 #include "train_options.h"
 #include "training_checkpoint.h"
 #include "vgg.h"
@@ -198,8 +199,9 @@ int run(const TrainOptions& options) {
     }
   }
   if (!options.save_params.empty()) write_params(options.save_params, model);
+  vgg_train::write_run_record(options, data.dir, progress.epoch, progress.steps);
   std::cout << "done: " << progress.epoch << " epochs, " << progress.steps << " steps; log "
-            << options.csv << "\n";
+            << options.csv << ", record " << vgg_train::run_record_path(options.csv) << "\n";
   return 0;
 }
 

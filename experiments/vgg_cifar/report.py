@@ -12,7 +12,13 @@ For every data set found (file names start with it):
   at sparsities 0–99 %, per map (its winning β, lr; mean over seeds);
 * ``<ds>_histograms.png`` / ``.csv``: first- and last-layer |θ| histograms per
   map (winning β, lr, first seed), bins equal in log10|θ| with ``--log-scale``;
-* ``<ds>_margin.png`` / ``.csv``: the layerwise margin against epochs per map.
+* ``<ds>_margin.png`` / ``.csv``: the layerwise margin against epochs per map
+  (of the runs that logged it).
+
+Runs of the C++ training loop (experiments/cpp, vgg_train with ``--save-params``)
+under the folder are read from their run records (cpp_runs.py) and reported with
+the others; their test split is the validation set, as in the Python pipeline,
+and they log no margins.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ from tqdm import tqdm  # noqa: E402
 from mirrorflow.diagnostics import weight_histogram  # noqa: E402
 from mirrorflow.pruning import prune_global_magnitude  # noqa: E402
 
+from cpp_runs import CppRun, find_cpp_runs  # noqa: E402
 from evaluation import evaluate  # noqa: E402
 from run_config import (CHECKPOINT_FILE, DONE_FILE, METRICS_FILE, RunConfig, build_model,  # noqa: E402
                         load_data, read_config)
@@ -52,11 +59,23 @@ class Run:
         self.summary: dict[str, Any] = json.loads((folder / DONE_FILE).read_text())
         self.log = [json.loads(line) for line in (folder / METRICS_FILE).read_text().splitlines()]
 
+    @property
+    def label(self) -> str:
+        """The map as the tables and figures name it."""
+        return self.config.map_label()
 
-def find_runs(root: Path) -> list[Run]:
-    runs = [Run(done.parent) for done in sorted(root.rglob(DONE_FILE))]
+    def final_state(self) -> dict[str, torch.Tensor]:
+        """The model's state after the last epoch."""
+        state = torch.load(self.folder / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
+        return state["model"]
+
+
+def find_runs(root: Path) -> list[Run | CppRun]:
+    runs: list[Run | CppRun] = [Run(done.parent) for done in sorted(root.rglob(DONE_FILE))]
+    runs += find_cpp_runs(root)
     if not runs:
-        raise ValueError(f"report: no finished run (a folder with {DONE_FILE}) under {root}")
+        raise ValueError(f"report: no finished run (a folder with {DONE_FILE}, or a vgg_train "
+                         f"run record *.run.json with its parameters) under {root}")
     return runs
 
 
@@ -71,7 +90,7 @@ def accuracy_rows(runs: list[Run]) -> tuple[list[dict], dict[str, list[Run]]]:
     for run in runs:
         c = run.config
         beta = None if c.mirror == "euclidean" else c.beta
-        groups[(c.map_label(), beta, c.lr)].append(run)
+        groups[(run.label, beta, c.lr)].append(run)
     rows = []
     for (label, beta, lr), members in sorted(groups.items(), key=lambda kv: (kv[0][0], kv[0][1] or 0, kv[0][2])):
         mean, std = _mean_std([r.summary["best_val_acc"] for r in members])
@@ -108,8 +127,7 @@ def write_accuracy(rows: list[dict], winners: dict[str, list[Run]], prefix: Path
 
 def _final_model(run: Run, data):
     model = build_model(run.config, data)
-    state = torch.load(run.folder / CHECKPOINT_FILE, map_location="cpu", weights_only=True)
-    model.load_state_dict(state["model"])
+    model.load_state_dict(run.final_state())
     return model
 
 
@@ -186,7 +204,13 @@ def plot_histograms(winners: dict[str, list[Run]], data, path: Path, log_scale: 
 
 
 def plot_margin(winners: dict[str, list[Run]], path: Path, title: str) -> list[dict]:
-    labels = sorted(winners)
+    """The margin figure of the maps whose runs logged it (Python runs); none, and
+    no figure, when no run did."""
+    winners = {label: [r for r in runs if "layerwise_margin" in r.log[0]]
+               for label, runs in winners.items()}
+    labels = sorted(label for label, runs in winners.items() if runs)
+    if not labels:
+        return []
     fig, axes = plt.subplots(1, len(labels), figsize=(4 * len(labels), 3.4), squeeze=False)
     rows = []
     for ax, label in zip(axes[0], labels):
@@ -232,7 +256,8 @@ def report(root: Path, out: Path, log_scale: bool = False, eval_limit: Optional[
                                log_scale, title)
         _write_csv(prefix.with_name(f"{dataset}_histograms.csv"), hist)
         margin = plot_margin(winners, prefix.with_name(f"{dataset}_margin.png"), title)
-        _write_csv(prefix.with_name(f"{dataset}_margin.csv"), margin)
+        if margin:
+            _write_csv(prefix.with_name(f"{dataset}_margin.csv"), margin)
         print((prefix.with_name(f"{dataset}_accuracy.md")).read_text(), end="")
     return sorted(out.iterdir())
 
