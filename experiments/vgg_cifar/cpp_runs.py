@@ -38,7 +38,6 @@ class CppRun:
     file, when the record, its CSV or its parameters are missing or damaged)."""
 
     def __init__(self, record_path: Path) -> None:
-        self.record_path = record_path
         self.folder = record_path.parent
         try:
             record: dict[str, Any] = json.loads(record_path.read_text())
@@ -65,8 +64,7 @@ class CppRun:
         self.log = _read_log(self.folder / csv_name)
         accuracies = [row["val_acc"] for row in self.log]
         self.summary = {"best_val_acc": max(accuracies),
-                        "diverged": not all(math.isfinite(row["train_loss"]) for row in self.log),
-                        "epochs": len(self.log)}
+                        "diverged": not all(math.isfinite(row["train_loss"]) for row in self.log)}
 
     @property
     def label(self) -> str:

@@ -121,6 +121,7 @@ def test_a_cpp_run_whose_parameters_are_gone_is_refused_naming_the_file(tmp_path
 def test_a_failed_run_writes_no_record(tmp_path):
     data = tmp_path / "data"
     make_fashion_mnist(data, 96, 40)
-    done = run(tmp_path, data, *COMMON, "--lr", "1e30", csv_name="diverged.csv")
+    done = run(tmp_path, data, *COMMON, "--lr", "1e30",  # the last --lr given counts
+               csv_name="diverged.csv")
     assert done.returncode == 1 and "diverged" in done.stderr
     assert not (tmp_path / "diverged.run.json").exists()
