@@ -201,7 +201,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if unknown:
         print(f"bench_step: --sets must name sets of {list(sets)}, got {unknown}", file=sys.stderr)
         return 2
-    chosen = args.sets or list(ps.parameter_sets(args.device, args.quick))
+    chosen = args.sets or [k for k in sets if k not in ps.OPTIONAL_SETS]
     sets = {k: v for k, v in sets.items() if k in chosen}
     configs = [c for c in ps.step_configs(args.maps) if not (args.no_momentum and c.momentum)]
     settings = {"device": args.device, "quick": args.quick, "rounds": args.rounds,

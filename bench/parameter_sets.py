@@ -66,11 +66,14 @@ def transformer_shapes(width_divisor: int = 1) -> list[tuple[int, ...]]:
     return [tuple(p.shape) for p in encoder.parameters()]
 
 
+#: The sets a run times only when asked for by name (``--sets``).
+OPTIONAL_SETS = ("transformer",)
+
+
 def parameter_sets(device: str, quick: bool = False,
                    optional: bool = False) -> dict[str, list[tuple[int, ...]]]:
     """Set name -> shapes: the sets a run times by default, and with `optional`
-    also those it times only when asked for by name (``transformer``). `quick`:
-    a few hundred thousand elements in all."""
+    also OPTIONAL_SETS. `quick`: a few hundred thousand elements in all."""
     if quick:
         sets = {"vgg16": vgg16_shapes(16), "large": [(10**5,)], "500 small": small_shapes(50)}
     else:
