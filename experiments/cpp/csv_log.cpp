@@ -1,9 +1,10 @@
 #include "csv_log.h"
 
-#include <filesystem>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
+
+#include "file_bytes.h"
 
 namespace vgg_train {
 
@@ -31,13 +32,12 @@ CsvLog::CsvLog(const std::string& path, int64_t resume_epoch) : path_(path) {
       }
     }
   }
-  const std::filesystem::path target(path);
-  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
-  file_.open(path, std::ios::trunc);
+  // The header and the kept rows replace the file whole; rows are appended after.
+  std::string start = std::string(header()) + "\n";
+  for (const auto& line : kept) start += line + "\n";
+  replace_file_with(path, start, "--csv");
+  file_.open(path, std::ios::app);
   if (!file_) throw std::runtime_error("--csv: cannot write " + path);
-  file_ << header() << "\n";
-  for (const auto& line : kept) file_ << line << "\n";
-  file_.flush();
 }
 
 void CsvLog::append(const EpochRecord& r) {

@@ -21,7 +21,8 @@ class CsvLog {
  public:
   /// Opens `path` (creating its folder). With `resume_epoch` = 0 the file is
   /// started afresh; otherwise the rows of epochs 1…`resume_epoch` already in
-  /// it are kept (later ones, written after the checkpoint, are dropped).
+  /// it are kept (later ones, written after the checkpoint, are dropped). The
+  /// header and kept rows replace the file whole (replace_file, file_bytes.h).
   CsvLog(const std::string& path, int64_t resume_epoch);
 
   void append(const EpochRecord& record);

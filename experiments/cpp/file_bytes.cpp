@@ -1,5 +1,7 @@
 #include "file_bytes.h"
 
+#include <unistd.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -84,6 +86,58 @@ bool file_exists(const std::string& path) {
 bool directory_exists(const std::string& path) {
   std::error_code error;
   return std::filesystem::is_directory(path, error);
+}
+
+void replace_file(const std::string& path,
+                  const std::function<void(const std::string&)>& write) {
+  const std::filesystem::path target(path);
+  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
+  const std::string partial = path + ".partial";
+  try {
+    write(partial);
+    std::filesystem::rename(partial, target);
+  } catch (...) {
+    std::error_code ignored;
+    std::filesystem::remove(partial, ignored);
+    throw;
+  }
+}
+
+void replace_file_with(const std::string& path, const std::string& bytes,
+                       const std::string& option) {
+  replace_file(path, [&](const std::string& partial) {
+    std::ofstream file(partial, std::ios::binary | std::ios::trunc);
+    file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
+    file.flush();
+    if (!file) throw std::runtime_error(option + ": cannot write " + partial);
+  });
+}
+
+void check_output_path(const std::string& path, const std::string& option) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  const fs::path target = fs::absolute(fs::path(path), error);
+  if (error || !target.has_filename()) {
+    throw std::runtime_error(option + " " + path + ": not a file name");
+  }
+  if (fs::is_directory(target, error)) {
+    throw std::runtime_error(option + " " + path + ": is a folder; give a file name");
+  }
+  fs::path above = target.parent_path();
+  while (!fs::exists(above, error)) above = above.parent_path();
+  if (!fs::is_directory(above, error)) {
+    throw std::runtime_error(option + " " + path + ": " + above.string() +
+                             " is a file, so no folder can be made there");
+  }
+  if (access(above.c_str(), W_OK | X_OK) != 0) {
+    throw std::runtime_error(option + " " + path + ": the folder " + above.string() +
+                             " is not writable");
+  }
+}
+
+bool same_file_name(const std::string& a, const std::string& b) {
+  namespace fs = std::filesystem;
+  return fs::absolute(a).lexically_normal() == fs::absolute(b).lexically_normal();
 }
 
 }  // namespace vgg_train

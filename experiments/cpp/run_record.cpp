@@ -2,9 +2,10 @@
 
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <sstream>
 #include <stdexcept>
+
+#include "file_bytes.h"
 
 namespace vgg_train {
 namespace {
@@ -78,15 +79,7 @@ void write_run_record(const TrainOptions& options, const std::string& data_dir,
                ? std::string("null")
                : json_string(relative_if_inside(options.save_params, folder)))
        << "\n}\n";
-  if (record.has_parent_path()) fs::create_directories(record.parent_path());
-  const fs::path partial = fs::path(record.string() + ".partial");
-  {
-    std::ofstream file(partial, std::ios::trunc);
-    file << json.str();
-    file.flush();
-    if (!file) throw std::runtime_error("--csv: cannot write the run record " + partial.string());
-  }
-  fs::rename(partial, record);
+  replace_file_with(record.string(), json.str(), "the run record of --csv");
 }
 
 }  // namespace vgg_train

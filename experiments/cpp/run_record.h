@@ -14,7 +14,7 @@ namespace vgg_train {
 /// The record's path: the CSV's, its extension replaced by `.run.json`.
 std::string run_record_path(const std::string& csv);
 
-/// Writes the record of a finished run (to a temporary file, then renamed):
+/// Writes the record of a finished run (through replace_file, file_bytes.h):
 /// the options, `data_dir` (the folder the data were read from), the epochs
 /// and steps done, the CSV's file name and the --save-params file (relative to
 /// the record's folder when inside it, else absolute; null without one).

@@ -10,15 +10,17 @@
 
 #include <chrono>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
 #include <iomanip>
 #include <iostream>
 #include <stdexcept>
+#include <string>
+#include <utility>
+#include <vector>
 
 #include "augmentation.h"
 #include "csv_log.h"
 #include "datasets.h"
+#include "file_bytes.h"
 #include "mirrorflow/optim.h"
 #include "run_record.h"
 #include "train_options.h"
@@ -69,11 +71,7 @@ void write_params(const std::string& path, vgg_train::Vgg16& model) {
         {c10::IValue(named.key()), c10::IValue(named.value().detach().cpu().clone())}));
   }
   const std::vector<char> bytes = torch::pickle_save(c10::ivalue::Tuple::create(params));
-  const std::filesystem::path target(path);
-  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
-  std::ofstream file(path, std::ios::binary);
-  file.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-  if (!file) throw std::runtime_error("--save-params: cannot write " + path);
+  vgg_train::replace_file_with(path, std::string(bytes.begin(), bytes.end()), "--save-params");
 }
 
 class ProgressLine {
@@ -95,7 +93,27 @@ class ProgressLine {
   std::chrono::steady_clock::time_point last_{};
 };
 
+// Every output is checked before the data are read, so that a bad path stops
+// the run now rather than after its training.
+void check_outputs(const TrainOptions& options) {
+  std::vector<std::pair<std::string, std::string>> outputs = {
+      {"--csv", options.csv}, {"--csv (its run record)", vgg_train::run_record_path(options.csv)}};
+  if (!options.checkpoint.empty()) outputs.emplace_back("--checkpoint", options.checkpoint);
+  if (!options.save_params.empty()) outputs.emplace_back("--save-params", options.save_params);
+  for (std::size_t i = 0; i < outputs.size(); ++i) {
+    vgg_train::check_output_path(outputs[i].second, outputs[i].first);
+    for (std::size_t j = 0; j < i; ++j) {
+      if (vgg_train::same_file_name(outputs[i].second, outputs[j].second)) {
+        throw std::runtime_error(outputs[i].first + " and " + outputs[j].first +
+                                 " name the same file, " + outputs[i].second +
+                                 "; give each its own");
+      }
+    }
+  }
+}
+
 int run(const TrainOptions& options) {
+  check_outputs(options);
   if (options.threads > 0) torch::set_num_threads(static_cast<int>(options.threads));
   const torch::Device device(options.device);
   if (device.is_cuda() && !torch::cuda::is_available()) {

@@ -3,8 +3,6 @@
 #include <torch/serialize/input-archive.h>
 #include <torch/serialize/output-archive.h>
 
-#include <cstdio>
-#include <filesystem>
 #include <stdexcept>
 
 #include "file_bytes.h"
@@ -25,11 +23,7 @@ void save_checkpoint(const std::string& path, const std::string& key, torch::nn:
   archive.write("epoch", c10::IValue(progress.epoch));
   archive.write("steps", c10::IValue(progress.steps));
   archive.write("key", c10::IValue(key));
-  const std::filesystem::path target(path);
-  if (target.has_parent_path()) std::filesystem::create_directories(target.parent_path());
-  const std::string tmp = path + ".tmp";
-  archive.save_to(tmp);
-  std::filesystem::rename(tmp, target);
+  replace_file(path, [&](const std::string& partial) { archive.save_to(partial); });
 }
 
 bool load_checkpoint(const std::string& path, const std::string& key, torch::nn::Module& model,

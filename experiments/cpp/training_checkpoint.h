@@ -18,8 +18,8 @@ struct TrainingProgress {
   int64_t steps = 0;  // optimizer steps taken
 };
 
-/// Writes the checkpoint to `path` + ".tmp", then renames it over `path`, so
-/// `path` always holds a whole checkpoint.
+/// Writes the checkpoint through replace_file (file_bytes.h), so `path` always
+/// holds a whole checkpoint.
 void save_checkpoint(const std::string& path, const std::string& key, torch::nn::Module& model,
                      torch::optim::Optimizer& optimizer, const at::Generator& generator,
                      const TrainingProgress& progress);

@@ -320,7 +320,7 @@ def test_resuming_from_a_checkpoint_equals_the_uninterrupted_run(tmp_path):
                    "--save-params", str(tmp_path / "whole.pt"), csv_name="whole.csv")
     ckpt = str(tmp_path / "ck" / "run.ckpt")
     first = run_ok(tmp_path, tmp_path / "d", "--epochs", "1", "--checkpoint", ckpt, *args)
-    assert os.path.isfile(ckpt) and not os.path.exists(ckpt + ".tmp")
+    assert os.path.isfile(ckpt) and not os.path.exists(ckpt + ".partial")
     with open(tmp_path / "log.csv", "a") as f:  # a row after the checkpoint, a cut line
         f.write("2,5,9.5,0.1,9.5,0.1,1.0\n2,5,9.\n")
     second = run_ok(tmp_path, tmp_path / "d", "--epochs", "2", "--checkpoint", ckpt, *args,
@@ -431,6 +431,43 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path, args, word
     done = run(tmp_path, tmp_path / "d", *args)
     assert done.returncode == 2 and words in done.stderr, done.stderr
     assert not (tmp_path / "log.csv").exists()
+
+
+@pytest.mark.parametrize("output, words", [
+    ("save-params-under-a-file", "--save-params {d}/blocker/p.pt: {d}/blocker is a file"),
+    ("csv-is-a-folder", "--csv {d}/folder: is a folder"),
+    ("checkpoint-is-save-params", "--save-params and --checkpoint name the same file"),
+])
+def test_unwritable_outputs_are_refused_before_the_data_are_read(tmp_path, output, words):
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    (tmp_path / "folder").mkdir()
+    args = {
+        "save-params-under-a-file": ["--save-params", str(tmp_path / "blocker" / "p.pt")],
+        "csv-is-a-folder": ["--csv", str(tmp_path / "folder")],
+        "checkpoint-is-save-params": ["--checkpoint", str(tmp_path / "same.pt"),
+                                      "--save-params", str(tmp_path / "same.pt")],
+    }[output]
+    # No data at all: the outputs are checked first, so the data folder is never looked at.
+    done = run(tmp_path, tmp_path / "no-data", "--epochs", "1", *args)
+    assert done.returncode == 1 and words.format(d=tmp_path) in done.stderr, done.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "folder"]
+
+
+def test_a_failed_params_write_leaves_the_previous_file_and_writes_no_record(tmp_path):
+    make_fashion_mnist(tmp_path / "d", 4, 4)
+    params = tmp_path / "p.pt"
+    done = run_ok(tmp_path, tmp_path / "d", "--epochs", "1", "--save-params", str(params))
+    before = params.read_bytes()
+    assert "p.pt" in (tmp_path / "log.run.json").read_text()
+    assert not list(tmp_path.rglob("*.partial"))
+    (tmp_path / "log.run.json").unlink()
+    (tmp_path / "p.pt.partial").mkdir()  # the partial file cannot be opened: the write fails
+    done = run(tmp_path, tmp_path / "d", "--epochs", "1", "--lr", "0.5",
+               "--save-params", str(params))
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert f"--save-params: cannot write {params}.partial" in done.stderr, done.stderr
+    assert params.read_bytes() == before
+    assert not (tmp_path / "log.run.json").exists()
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the message when there is no GPU")
