@@ -248,10 +248,11 @@ def main() -> int:
     print(text)
     if args.out:
         rows_file.close()
-        with open(os.path.join(args.out, "bench_gpu_step.json"), "w") as f:
-            json.dump(result, f, indent=1)
-        with open(os.path.join(args.out, "bench_gpu_step.md"), "w") as f:
-            f.write(text)
+        from mirrorflow._atomic_file import write_text_atomic
+
+        write_text_atomic(os.path.join(args.out, "bench_gpu_step.json"),
+                          json.dumps(result, indent=1))
+        write_text_atomic(os.path.join(args.out, "bench_gpu_step.md"), text)
         print(f"bench_gpu_step: results in {args.out}/bench_gpu_step.{{json,md}}")
     return 0
 

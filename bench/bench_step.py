@@ -239,10 +239,10 @@ def main(argv: Optional[list[str]] = None) -> int:
     result.update(rows=rows, load_after=load_average(), seconds=round(time.time() - t0, 1))
     result["targets"] = step_report.targets(rows, args.device)
     text = step_report.markdown(result)
-    with open(stem + ".json", "w") as f:
-        json.dump(result, f, indent=1)
-    with open(stem + ".md", "w") as f:
-        f.write(text)
+    from mirrorflow._atomic_file import write_text_atomic
+
+    write_text_atomic(stem + ".json", json.dumps(result, indent=1))
+    write_text_atomic(stem + ".md", text)
     print(text)
     print(f"bench_step: results in {stem}.{{json,md}}")
     return 0

@@ -41,6 +41,7 @@ import parameter_sets as ps  # noqa: E402
 import step_timing  # noqa: E402
 
 import mirrorflow  # noqa: E402
+from mirrorflow._atomic_file import write_text_atomic  # noqa: E402
 
 DEFAULT_PLANS = ("default", "L1:4096:2048", "L1:4096:4096", "L2:8192:8192", "L2:4096:2048",
                  "L2:16384:16384", "L1:0:0")
@@ -186,10 +187,8 @@ def main(argv: Optional[list[str]] = None) -> int:
         best = best_plan(result["rows"], list(plans))
         result["best"] = best[0] if best else None
         text = markdown(result)
-        with open(stem + ".json", "w") as f:
-            json.dump(result, f, indent=1)
-        with open(stem + ".md", "w") as f:
-            f.write(text)
+        write_text_atomic(stem + ".json", json.dumps(result, indent=1))
+        write_text_atomic(stem + ".md", text)
         return text
 
     for config in tqdm(configs, desc="tune_prefetch", unit="step", file=sys.stderr):

@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 from tqdm import tqdm
+
+from mirrorflow._atomic_file import write_atomic, write_text_atomic
 
 from .problem import Problem
 from .train import RunConfig, train
@@ -18,13 +19,6 @@ FINAL_COLUMNS = (
     "loss", "min_margin", "gamma1", "gamma2", "gamma3", "soft_gamma", "active", "balance_drift",
     "step", "time",
 )
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """A killed run never leaves a half-written file (a partial JSON would block the resume)."""
-    tmp = path.with_suffix(path.suffix + ".tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def _history_csv(record: dict[str, Any]) -> str:
@@ -41,21 +35,23 @@ def write_summary_csv(path: Path, records: list[dict[str, Any]]) -> None:
     if not records:
         return
     config_columns = list(records[0]["config"])
-    tmp = path.with_suffix(".csv.tmp")
-    with tmp.open("w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(
-            config_columns + ["epsilon", "c_max", "teacher_neurons"] + list(FINAL_COLUMNS)
-        )
-        for r in records:
-            final, ts = r["final"], r["time_rescaling"]
+
+    def write(partial: Path) -> None:
+        with partial.open("w", newline="") as f:
+            writer = csv.writer(f)
             writer.writerow(
-                [r["config"][c] for c in config_columns]
-                + [ts["epsilon"], ts["c_max"], r["teacher_neurons"]]
-                + ["/".join(map(str, final[c])) if c == "active" else final[c]
-                   for c in FINAL_COLUMNS]
+                config_columns + ["epsilon", "c_max", "teacher_neurons"] + list(FINAL_COLUMNS)
             )
-    os.replace(tmp, path)
+            for r in records:
+                final, ts = r["final"], r["time_rescaling"]
+                writer.writerow(
+                    [r["config"][c] for c in config_columns]
+                    + [ts["epsilon"], ts["c_max"], r["teacher_neurons"]]
+                    + ["/".join(map(str, final[c])) if c == "active" else final[c]
+                       for c in FINAL_COLUMNS]
+                )
+
+    write_atomic(path, write)
 
 
 def run_all(configs: list[RunConfig], out: Path, desc: str) -> list[dict[str, Any]]:
@@ -87,8 +83,8 @@ def run_all(configs: list[RunConfig], out: Path, desc: str) -> list[dict[str, An
             if problem_key not in problems:
                 problems[problem_key] = config.problem()
             record = train(problems[problem_key], config, bar.update)
-            _write_atomic(runs_dir / f"{config.key()}_history.csv", _history_csv(record))
-            _write_atomic(path, json.dumps(record))
+            write_text_atomic(runs_dir / f"{config.key()}_history.csv", _history_csv(record))
+            write_text_atomic(path, json.dumps(record))
             records.append(record)
             write_summary_csv(out / "runs.csv", records)
     write_summary_csv(out / "runs.csv", records)

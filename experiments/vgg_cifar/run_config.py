@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
@@ -21,6 +20,7 @@ from typing import Any, Optional
 import torch
 
 import mirrorflow
+from mirrorflow._atomic_file import write_text_atomic
 from mirrorflow.data import DATASETS, ImageDataset, load_dataset
 from mirrorflow.models import VGG16
 
@@ -174,21 +174,12 @@ def build_optimizer(config: RunConfig, model: torch.nn.Module) -> mirrorflow.Mir
         beta_scaling=config.beta_scaling)
 
 
-def write_atomic(path: Path, write) -> None:
-    """Calls ``write(tmp_path)`` and moves the result onto ``path``."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    with open(tmp, "rb") as f:
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
 def write_json(path: Path, value: Any) -> None:
-    write_atomic(path, lambda p: p.write_text(json.dumps(value, indent=1) + "\n"))
+    write_text_atomic(path, json.dumps(value, indent=1) + "\n")
 
 
 def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    write_atomic(path, lambda p: p.write_text("".join(json.dumps(r) + "\n" for r in rows)))
+    write_text_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
 
 
 def read_config(run_dir: Path) -> RunConfig:

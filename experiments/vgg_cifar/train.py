@@ -30,13 +30,14 @@ import torch.distributed as dist
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from mirrorflow._atomic_file import write_atomic
 from mirrorflow.data import augment, normalize
 from mirrorflow.maps import horizon_degree
 
 from evaluation import evaluate
 from run_config import (CHECKPOINT_FILE, DONE_FILE, METRICS_FILE, RunConfig, add_config_arguments,
                         build_model, build_optimizer, check_or_write_config, config_from_args,
-                        is_done, load_data, write_atomic, write_json, write_jsonl)
+                        is_done, load_data, write_json, write_jsonl)
 
 
 def _setup_distributed(device: str) -> tuple[int, int, torch.device]:

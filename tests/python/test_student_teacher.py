@@ -130,7 +130,7 @@ def test_run_all_writes_each_run_and_resumes(tmp_path, monkeypatch):
     assert len(files) == 4
     assert json.loads(files[0].read_text())["config"] in [r["config"] for r in records]
     assert (tmp_path / "runs.csv").read_text().count("\n") == 5
-    assert not list(tmp_path.rglob("*.tmp"))
+    assert not list(tmp_path.rglob("*.partial*"))
 
     def fail(*args, **kwargs):
         raise AssertionError("a finished run was trained again")
