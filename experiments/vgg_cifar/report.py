@@ -9,11 +9,13 @@ For every data set found (file names start with it):
   ``<ds>_accuracy_all.csv`` lists every (map, β, lr);
 * ``<ds>_pruning.png`` / ``.csv``: validation accuracy after global magnitude
   pruning of the final weights (no fine-tuning; the first layer's bias is kept)
-  at sparsities 0–99 %, per map (its winning β, lr; mean over seeds);
+  at sparsities 0–99 %, per map (its winning β, lr; mean over seeds), each run
+  on its own validation split and normalisation (its data folder and limits);
 * ``<ds>_histograms.png`` / ``.csv``: first- and last-layer |θ| histograms per
   map (winning β, lr, first seed), bins equal in log10|θ| with ``--log-scale``;
 * ``<ds>_margin.png`` / ``.csv``: the layerwise margin against epochs per map
-  (of the runs that logged it).
+  (of the runs that logged it; when none did, an earlier report's margin files
+  are removed).
 
 Runs of the C++ training loop (experiments/cpp, vgg_train with ``--save-params``)
 under the folder are read from their run records (cpp_runs.py) and reported with
@@ -39,6 +41,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 from tqdm import tqdm  # noqa: E402
 
+from mirrorflow._atomic_file import write_atomic, write_text_atomic  # noqa: E402
 from mirrorflow.diagnostics import weight_histogram  # noqa: E402
 from mirrorflow.pruning import prune_global_magnitude  # noqa: E402
 
@@ -107,10 +110,14 @@ def accuracy_rows(runs: list[Run]) -> tuple[list[dict], dict[str, list[Run]]]:
 
 def _write_csv(path: Path, rows: list[dict]) -> None:
     keys = [k for k in rows[0] if not k.startswith("_")]
-    with open(path, "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
-        writer.writeheader()
-        writer.writerows(rows)
+
+    def write(partial: Path) -> None:
+        with open(partial, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=keys, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    write_atomic(path, write)
 
 
 def write_accuracy(rows: list[dict], winners: dict[str, list[Run]], prefix: Path) -> None:
@@ -122,7 +129,7 @@ def write_accuracy(rows: list[dict], winners: dict[str, list[Run]], prefix: Path
         beta = "–" if r["beta"] is None else f"{r['beta']:g}"
         lines.append(f"| {r['map']} | {100 * r['best_val_acc_mean']:.2f} ± "
                      f"{100 * r['best_val_acc_std']:.2f} | {r['seeds']} | {beta} | {r['lr']:g} |")
-    prefix.with_name(prefix.name + "_accuracy.md").write_text("\n".join(lines) + "\n")
+    write_text_atomic(prefix.with_name(prefix.name + "_accuracy.md"), "\n".join(lines) + "\n")
 
 
 def _final_model(run: Run, data):
@@ -131,16 +138,40 @@ def _final_model(run: Run, data):
     return model
 
 
-def pruning_curves(winners: dict[str, list[Run]], data, eval_limit: Optional[int],
+class RunData:
+    """Each run's own data: the split it was evaluated on and the statistics it
+    was normalised with (they follow its data folder and limits), each loaded
+    once however many runs share it."""
+
+    def __init__(self) -> None:
+        self._loaded: dict[tuple, tuple] = {}
+
+    def _get(self, config: RunConfig) -> tuple:
+        key = (config.dataset, config.data_root, config.limit_train, config.limit_test)
+        if key not in self._loaded:
+            data = load_data(config)
+            self._loaded[key] = (data, data.channel_stats())
+        return self._loaded[key]
+
+    def data(self, config: RunConfig):
+        return self._get(config)[0]
+
+    def channel_stats(self, config: RunConfig) -> tuple:
+        return self._get(config)[1]
+
+
+def pruning_curves(winners: dict[str, list[Run]], run_data: RunData, eval_limit: Optional[int],
                    device: str = "cpu") -> list[dict]:
     """Validation accuracy after pruning the fraction s of all weights (the
-    first layer's bias excepted), per map and sparsity, mean ± std over seeds."""
-    mean, std = data.channel_stats()
-    images, labels = data.test_images[:eval_limit], data.test_labels[:eval_limit]
+    first layer's bias excepted), per map and sparsity, mean ± std over seeds;
+    each run on its own validation split."""
     rows = []
     jobs = [(label, run) for label, runs in winners.items() for run in runs]
     accs: dict[tuple[str, float], list[float]] = defaultdict(list)
     for label, run in tqdm(jobs, desc="pruning", file=sys.stderr):
+        data = run_data.data(run.config)
+        mean, std = run_data.channel_stats(run.config)
+        images, labels = data.test_images[:eval_limit], data.test_labels[:eval_limit]
         model = _final_model(run, data).to(device)
         state = {k: v.clone() for k, v in model.state_dict().items()}
         for s in SPARSITIES:
@@ -173,9 +204,10 @@ def plot_pruning(rows: list[dict], path: Path, title: str) -> None:
     plt.close(fig)
 
 
-def plot_histograms(winners: dict[str, list[Run]], data, path: Path, log_scale: bool,
-                    title: str) -> list[dict]:
-    models = {label: _final_model(runs[0], data) for label, runs in winners.items()}
+def plot_histograms(winners: dict[str, list[Run]], run_data: RunData, path: Path,
+                    log_scale: bool, title: str) -> list[dict]:
+    models = {label: _final_model(runs[0], run_data.data(runs[0].config))
+              for label, runs in winners.items()}
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.8))
     rows = []
     for ax, which in zip(axes, ("first", "last")):
@@ -234,11 +266,20 @@ def plot_margin(winners: dict[str, list[Run]], path: Path, title: str) -> list[d
     return rows
 
 
+def _title(dataset: str, configs: list[RunConfig]) -> str:
+    """The figures' title: the dataset, and the winners' widths and epochs."""
+    widths = sorted({c.width for c in configs})
+    epochs = sorted({c.epochs for c in configs})
+    width = ("width " if len(widths) == 1 else "widths ") + ", ".join(f"{w:g}" for w in widths)
+    return f"{dataset}, {width}, {'/'.join(map(str, epochs))} epochs"
+
+
 def report(root: Path, out: Path, log_scale: bool = False, eval_limit: Optional[int] = None,
            device: str = "cpu") -> list[Path]:
     """Writes every table and figure; returns the files written."""
     runs = find_runs(root)
     out.mkdir(parents=True, exist_ok=True)
+    run_data = RunData()
     by_dataset: dict[str, list[Run]] = defaultdict(list)
     for run in runs:
         by_dataset[run.config.dataset].append(run)
@@ -246,18 +287,19 @@ def report(root: Path, out: Path, log_scale: bool = False, eval_limit: Optional[
         prefix = out / dataset
         rows, winners = accuracy_rows(members)
         write_accuracy(rows, winners, prefix)
-        first = next(iter(winners.values()))[0].config
-        data = load_data(first)
-        title = f"{dataset}, width {first.width:g}, {first.epochs} epochs"
-        curves = pruning_curves(winners, data, eval_limit, device)
+        title = _title(dataset, [run.config for runs in winners.values() for run in runs])
+        curves = pruning_curves(winners, run_data, eval_limit, device)
         _write_csv(prefix.with_name(f"{dataset}_pruning.csv"), curves)
         plot_pruning(curves, prefix.with_name(f"{dataset}_pruning.png"), title)
-        hist = plot_histograms(winners, data, prefix.with_name(f"{dataset}_histograms.png"),
-                               log_scale, title)
+        hist = plot_histograms(winners, run_data,
+                               prefix.with_name(f"{dataset}_histograms.png"), log_scale, title)
         _write_csv(prefix.with_name(f"{dataset}_histograms.csv"), hist)
         margin = plot_margin(winners, prefix.with_name(f"{dataset}_margin.png"), title)
         if margin:
             _write_csv(prefix.with_name(f"{dataset}_margin.csv"), margin)
+        else:  # no run logged margins: an earlier report's margin files would mislead
+            for ext in ("png", "csv"):
+                prefix.with_name(f"{dataset}_margin.{ext}").unlink(missing_ok=True)
         print((prefix.with_name(f"{dataset}_accuracy.md")).read_text(), end="")
     return sorted(out.iterdir())
 

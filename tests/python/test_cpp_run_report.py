@@ -127,3 +127,20 @@ def test_a_failed_run_writes_no_record(tmp_path):
                csv_name="diverged.csv")
     assert done.returncode == 1 and "diverged" in done.stderr
     assert not (tmp_path / "diverged.run.json").exists()
+
+
+def test_a_report_of_runs_without_margins_removes_an_earlier_margin_figure(tmp_path):
+    data = tmp_path / "data"
+    make_fashion_mnist(data, 96, 40)
+    runs = tmp_path / "runs"
+    runs.mkdir()
+    _cpp_run(runs, data, "euclidean")
+    out = tmp_path / "report"
+    out.mkdir()
+    for ext in ("png", "csv"):  # as left by a report of a folder that held Python runs
+        (out / f"fashion_mnist_margin.{ext}").write_text("stale")
+    _report(runs, out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        f"fashion_mnist_{kind}" for kind in (
+            "accuracy.md", "accuracy.csv", "accuracy_all.csv", "pruning.png", "pruning.csv",
+            "histograms.png", "histograms.csv"))

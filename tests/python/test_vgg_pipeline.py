@@ -177,6 +177,25 @@ def test_end_to_end_on_a_real_fashion_mnist_subset(tmp_path):
     assert float(beta) == read_config(winners["hyperbolic"][0]).beta
 
 
+def test_runs_with_their_own_data_limits_are_pruned_on_their_own_split(tmp_path):
+    """Two maps trained on different subsets of one dataset: each run's curve at
+    sparsity 0 is its own final validation accuracy, on its own split and with
+    its own normalisation, whichever run the report reads first."""
+    if not (Path(FASHION_MNIST_DEFAULT_ROOT) / "train-images-idx3-ubyte.gz").is_file():
+        pytest.skip(f"Fashion-MNIST is not installed in {FASHION_MNIST_DEFAULT_ROOT} "
+                    "(apt-get install dataset-fashion-mnist)")
+    dirs = {}
+    for fields, limits in ((MAPS[0], dict(limit_train=64, limit_test=32)),
+                           (MAPS[1], dict(limit_train=160, limit_test=80))):
+        config = RunConfig(dataset="fashion_mnist", epochs=1, **limits, **{**TINY, "lr": 0.05},
+                           **fields)
+        run_dir = tmp_path / "runs" / config.run_name()
+        _train_in_process(config, run_dir)
+        dirs[config.map_label()] = [run_dir]
+    _report_in_process(tmp_path / "runs", tmp_path / "report")
+    _check_report(tmp_path / "report", "fashion_mnist", dirs)
+
+
 def test_a_corrupt_cifar_file_stops_the_run_before_anything_is_written(tmp_path):
     folder = tmp_path / "cifar" / "cifar-10-batches-bin"
     folder.mkdir(parents=True)
