@@ -64,7 +64,7 @@ void step_cpu(detail::StepCall& call) {
     for (std::size_t i : indices) {
       const at::Tensor& p = call.params[i];
       FlatView pv = param_view(p);
-      FlatView gv = view_like(call.grads[i], pv.flat);
+      FlatView gv = view_like(call.grads[i], pv.flat, call.grad_scale.has_value());
       TensorTask t;
       t.param = pv.flat.data_ptr();
       t.grad = gv.flat.data_ptr();

@@ -104,7 +104,7 @@ GroupPlan plan_group(const detail::StepCall& call, at::ScalarType dtype,
     if (r.numel > 0) {
       FlatView pv = detail::param_view(p);
       const at::Tensor layout = pv.flat;
-      FlatView gv = detail::view_like(call.grads[i], layout);
+      FlatView gv = detail::view_like(call.grads[i], layout, call.grad_scale.has_value());
       r.param = pv.flat.data_ptr();
       r.grad = gv.flat.data_ptr();
       bool vectorized = aligned(r.param) && aligned(r.grad);

@@ -72,6 +72,20 @@ void mirror_descent_step_(at::TensorList params, at::TensorList grads,
           o.weight_decay, o.maximize, lr_tensor, grad_scale, found_inf);
 }
 
+void check_step_arguments(at::TensorList params, at::TensorList grads,
+                          at::TensorList momentum_buffers, at::TensorList steps,
+                          at::TensorList metric_means,
+                          const std::vector<bool>& metric_means_valid,
+                          const StepOptions& o, const std::optional<at::Tensor>& lr_tensor,
+                          const std::optional<at::Tensor>& grad_scale,
+                          const std::optional<at::Tensor>& found_inf) {
+  detail::make_step_call(params, grads, momentum_buffers, steps, metric_means,
+                         metric_means_valid, mirror_name(o.mirror), o.beta, o.degree,
+                         update_name(o.update), o.normalize, beta_scaling_name(o.beta_scaling),
+                         o.lr, o.momentum, o.dampening, o.nesterov, o.weight_decay, o.maximize,
+                         lr_tensor, grad_scale, found_inf);
+}
+
 at::Tensor map_eval(const at::Tensor& x, const std::string& mirror, double beta, double degree,
                     const std::string& function) {
   static auto op = c10::Dispatcher::singleton()
@@ -128,6 +142,15 @@ TORCH_LIBRARY(mirrorflow, m) {
       "bool normalize, str beta_scaling, float lr, float momentum, float dampening, "
       "bool nesterov, float weight_decay, bool maximize, Tensor? lr_tensor=None, "
       "Tensor? grad_scale=None, Tensor? found_inf=None) -> ()");
+  // The step's checks alone (ops.h, check_step_arguments): the same function
+  // as the Meta kernel, for every backend.
+  m.def(
+      "check_step_arguments(Tensor[] params, Tensor[] grads, Tensor[] momentum_buffers, "
+      "Tensor[] steps, Tensor[] metric_means, bool[] metric_means_valid, *, str mirror, "
+      "float beta, float degree, str update, bool normalize, str beta_scaling, float lr, "
+      "float momentum, float dampening, bool nesterov, float weight_decay, bool maximize, "
+      "Tensor? lr_tensor=None, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()",
+      &mirrorflow::mirror_descent_step_meta);
   m.def(
       "map_eval(Tensor x, str mirror, float beta, float degree, str function) -> Tensor");
   m.def(

@@ -1,6 +1,7 @@
 // Tensor checks of the mirror-descent operator: one place for every backend.
 #include "step_call.h"
 
+#include <ATen/MemoryOverlap.h>
 #include <c10/util/Exception.h>
 
 #include <string>
@@ -41,6 +42,14 @@ void check_like_param(const at::Tensor& t, const at::Tensor& p, const std::strin
 
 std::string indexed(const char* list, std::size_t i) {
   return std::string(list) + "[" + std::to_string(i) + "]";
+}
+
+// A tensor the step writes must not have elements sharing memory.
+void check_writable(const at::Tensor& t, const std::string& name) {
+  TORCH_CHECK(at::has_internal_overlap(t) != at::MemOverlap::Yes, kOp, name,
+              " has elements that share memory (a view made by expand or as_strided, strides ",
+              t.strides(), "); the step writes every element, so it needs a tensor whose "
+              "elements have memory of their own (.clone())");
 }
 
 }  // namespace
@@ -107,9 +116,12 @@ StepCall make_step_call(at::TensorList params, at::TensorList grads,
                   " must have a floating-point dtype, got ", p.scalar_type());
       TORCH_CHECK(p.layout() == c10::kStrided, kOp, indexed("params", i), " is sparse (layout ",
                   p.layout(), "); MirrorDescent supports dense parameters only");
+      check_writable(p, indexed("params", i));
       check_like_param(grads[i], p, indexed("grads", i), i);
+      if (grad_scale) check_writable(grads[i], indexed("grads", i) + " (unscaled in place)");
       if (has_momentum) {
         check_like_param(momentum_buffers[i], p, indexed("momentum_buffers", i), i);
+        check_writable(momentum_buffers[i], indexed("momentum_buffers", i));
         check_scalar_tensor(steps[i], indexed("steps", i), device, at::kFloat);
       }
       if (normalize) check_scalar_tensor(metric_means[i], indexed("metric_means", i), device,

@@ -3,7 +3,13 @@
 #include <ATen/ATen.h>
 #include <torch/serialize/archive.h>
 
+#include <algorithm>
+#include <cstdio>
+#include <iterator>
+#include <memory>
+#include <string>
 #include <utility>
+#include <vector>
 
 namespace mirrorflow {
 
@@ -101,26 +107,48 @@ void MirrorDescent::add_param_group(const torch::optim::OptimizerParamGroup& par
 
 namespace {
 
-struct Bucket {
-  at::Device device;
-  at::ScalarType dtype;
-  std::vector<torch::Tensor> params;
+// The tensors of one (device, dtype) of a group, as one call of the operator
+// takes them, with the group's options and the states they came from.
+struct Call {
+  std::size_t group = 0;
+  StepOptions options;
+  std::string map;  // what the group's means are means of (map_key)
+  std::vector<torch::Tensor> params, grads, buffers, steps, means;
+  std::vector<bool> valid;
+  std::vector<MirrorDescentParamState*> states;
 };
 
-std::vector<Bucket> bucket_by_device_and_dtype(const std::vector<torch::Tensor>& params) {
-  std::vector<Bucket> buckets;
+// The map a cached mean of 1/φ'' belongs to: a mean is reused only for it.
+std::string map_key(const MirrorDescentOptions& o) {
+  char numbers[64];
+  std::snprintf(numbers, sizeof numbers, " %a %a ", o.beta(), o.degree());
+  return o.mirror() + numbers + o.beta_scaling();
+}
+
+// The group's parameters with a gradient, by (device, dtype) in order of
+// first appearance.
+std::vector<std::vector<torch::Tensor>> by_device_and_dtype(
+    const std::vector<torch::Tensor>& params) {
+  std::vector<std::vector<torch::Tensor>> buckets;
   for (const auto& p : params) {
     if (!p.grad().defined()) continue;
-    auto it = std::find_if(buckets.begin(), buckets.end(), [&](const Bucket& b) {
-      return b.device == p.device() && b.dtype == p.scalar_type();
+    auto it = std::find_if(buckets.begin(), buckets.end(), [&](const auto& b) {
+      return b[0].device() == p.device() && b[0].scalar_type() == p.scalar_type();
     });
     if (it == buckets.end()) {
-      buckets.push_back({p.device(), p.scalar_type(), {}});
+      buckets.emplace_back();
       it = std::prev(buckets.end());
     }
-    it->params.push_back(p);
+    it->push_back(p);
   }
   return buckets;
+}
+
+std::string where(const Call& call) {
+  const torch::Tensor& p = call.params[0];
+  return "in param group " + std::to_string(call.group) + ", among its parameters of dtype " +
+         std::string(c10::toString(p.scalar_type())) + " on " + p.device().str() +
+         " (params[i] and the other lists count those only)";
 }
 
 }  // namespace
@@ -132,61 +160,92 @@ torch::Tensor MirrorDescent::step(LossClosure closure) {
     at::AutoGradMode enable_grad(true);
     loss = closure();
   }
-  for (auto& group : param_groups_) {
-    const StepOptions options =
-        static_cast<const MirrorDescentOptions&>(group.options()).validated();
-    const bool has_momentum = options.momentum != 0;
-    for (const Bucket& bucket : bucket_by_device_and_dtype(group.params())) {
-      const std::size_t n = bucket.params.size();
-      std::vector<torch::Tensor> grads, buffers, steps, means;
-      std::vector<bool> valid;
-      std::vector<MirrorDescentParamState*> states(n, nullptr);
-      for (std::size_t i = 0; i < n; ++i) {
-        const torch::Tensor& p = bucket.params[i];
-        grads.push_back(p.grad());
+  // Every group's options are checked, and every call is planned, before any
+  // call changes anything.
+  std::vector<Call> calls;
+  for (std::size_t g = 0; g < param_groups_.size(); ++g) {
+    const auto& options = static_cast<const MirrorDescentOptions&>(param_groups_[g].options());
+    const StepOptions step_options = options.validated();
+    const bool has_momentum = step_options.momentum != 0;
+    for (auto& params : by_device_and_dtype(param_groups_[g].params())) {
+      Call call;
+      call.group = g;
+      call.options = step_options;
+      call.map = map_key(options);
+      for (const torch::Tensor& p : params) {
+        call.grads.push_back(p.grad());
         auto found = state_.find(p.unsafeGetTensorImpl());
         MirrorDescentParamState* st =
             found == state_.end() ? nullptr
                                   : static_cast<MirrorDescentParamState*>(found->second.get());
-        states[i] = st;
+        call.states.push_back(st);
         if (has_momentum) {
           const bool have = st != nullptr && st->momentum_buffer().defined();
-          buffers.push_back(have ? st->momentum_buffer()
-                                 : torch::zeros_like(p, at::MemoryFormat::Preserve));
+          call.buffers.push_back(have ? st->momentum_buffer()
+                                      : torch::zeros_like(p, at::MemoryFormat::Preserve));
           const bool have_step = st != nullptr && st->step().defined();
-          steps.push_back(have_step ? st->step().to(p.device())
-                                    : torch::zeros({}, p.options().dtype(at::kFloat)));
+          call.steps.push_back(have_step ? st->step().to(p.device())
+                                         : torch::zeros({}, p.options().dtype(at::kFloat)));
         }
-        if (options.normalize) {
+        if (step_options.normalize) {
           const bool have = st != nullptr && st->metric_mean().defined();
-          means.push_back(have ? st->metric_mean()
-                               : torch::zeros({}, p.options().dtype(at::kDouble)));
-          valid.push_back(have && st->metric_mean_version() == p._version());
+          call.means.push_back(have ? st->metric_mean()
+                                    : torch::zeros({}, p.options().dtype(at::kDouble)));
+          call.valid.push_back(have && st->metric_mean_version() == p._version() &&
+                               st->metric_mean_map() == call.map);
         }
       }
-      // The operator checks everything before it changes anything; the state is
-      // recorded only once it has succeeded.
-      mirror_descent_step_(bucket.params, grads, buffers, steps, means, valid, options);
-      for (std::size_t i = 0; i < n; ++i) {
-        const torch::Tensor& p = bucket.params[i];
-        MirrorDescentParamState* st = states[i];
-        if (st == nullptr) {
-          auto fresh = std::make_unique<MirrorDescentParamState>();
-          st = fresh.get();
-          state_[p.unsafeGetTensorImpl()] = std::move(fresh);
-        }
-        if (has_momentum) {
-          st->momentum_buffer(buffers[i]);
-          st->step(steps[i]);
-        }
-        if (options.normalize) {
-          st->metric_mean(means[i]);
-          st->metric_mean_version(p._version());
-        }
+      call.params = std::move(params);
+      calls.push_back(std::move(call));
+    }
+  }
+  // One call checks its arguments before it writes; several are all checked first.
+  for (const Call& call : calls) {
+    try {
+      if (calls.size() > 1) {
+        check_step_arguments(call.params, call.grads, call.buffers, call.steps, call.means,
+                             call.valid, call.options);
+      } else {
+        mirror_descent_step_(call.params, call.grads, call.buffers, call.steps, call.means,
+                             call.valid, call.options);
+      }
+    } catch (c10::Error& error) {
+      error.add_context(where(call));
+      throw;
+    }
+  }
+  for (const Call& call : calls) {
+    if (calls.size() > 1) {
+      mirror_descent_step_(call.params, call.grads, call.buffers, call.steps, call.means,
+                           call.valid, call.options);
+    }
+    // The state is recorded only once the call has succeeded.
+    for (std::size_t i = 0; i < call.params.size(); ++i) {
+      const torch::Tensor& p = call.params[i];
+      MirrorDescentParamState* st = call.states[i];
+      if (st == nullptr) {
+        auto fresh = std::make_unique<MirrorDescentParamState>();
+        st = fresh.get();
+        state_[p.unsafeGetTensorImpl()] = std::move(fresh);
+      }
+      if (call.options.momentum != 0) {
+        st->momentum_buffer(call.buffers[i]);
+        st->step(call.steps[i]);
+      }
+      if (call.options.normalize) {
+        st->metric_mean(call.means[i]);
+        st->metric_mean_version(p._version());
+        st->metric_mean_map(call.map);
       }
     }
   }
   return loss;
+}
+
+void MirrorDescent::invalidate_metric_means() {
+  for (auto& entry : state_) {
+    static_cast<MirrorDescentParamState&>(*entry.second).metric_mean_version(-1);
+  }
 }
 
 void MirrorDescent::save(torch::serialize::OutputArchive& archive) const {
@@ -194,7 +253,29 @@ void MirrorDescent::save(torch::serialize::OutputArchive& archive) const {
 }
 
 void MirrorDescent::load(torch::serialize::InputArchive& archive) {
-  serialize(*this, archive);
+  // What the optimizer holds now, put back if the archive is refused.
+  std::vector<std::unique_ptr<torch::optim::OptimizerOptions>> options;
+  for (const auto& group : param_groups_) options.push_back(group.options().clone());
+  decltype(state_) state;
+  for (const auto& [key, value] : state_) state[key] = value->clone();
+  try {
+    serialize(*this, archive);
+    for (std::size_t g = 0; g < param_groups_.size(); ++g) {
+      try {
+        static_cast<const MirrorDescentOptions&>(param_groups_[g].options()).validated();
+      } catch (c10::Error& error) {
+        error.add_context("in the options of param group " + std::to_string(g) +
+                          " of the archive loaded; the optimizer is left as it was");
+        throw;
+      }
+    }
+  } catch (...) {
+    for (std::size_t g = 0; g < param_groups_.size() && g < options.size(); ++g) {
+      param_groups_[g].set_options(std::move(options[g]));
+    }
+    state_ = std::move(state);
+    throw;
+  }
 }
 
 }  // namespace mirrorflow

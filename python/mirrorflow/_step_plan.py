@@ -6,16 +6,121 @@ version counter), which keeps the host's share of a GPU step small.
 
 A plan is rebuilt when the group's parameters, which of them have a gradient,
 their device or dtype, ``momentum != 0`` or ``normalize`` change, when the
-optimizer's ``state`` is replaced (``load_state_dict``), and is dropped by
-``__setstate__``. State tensors are updated in place by the operator, so the
-plan and ``optimizer.state`` share them.
+optimizer's ``state`` is replaced (``load_state_dict``) or edited by its user
+(an entry deleted, cleared or given another tensor: :class:`State` counts
+those edits), and is dropped by ``__setstate__``. State tensors are updated in
+place by the operator, so the plan and ``optimizer.state`` share them. Its
+cached means are dropped when the map they are means of (mirror, β, degree,
+beta_scaling) changes.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from typing import Any, Optional
 
 import torch
+
+# Edits made by users to any optimizer's state (not by the plans, which write
+# through dict's own methods): a plan built before the last edit is rebuilt.
+_edits = [0]
+
+
+def _edited() -> None:
+    _edits[0] += 1
+
+
+class StateEntry(dict):
+    """One parameter's state, a dict that counts the edits made to it."""
+
+    def __setitem__(self, key, value) -> None:
+        _edited()
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key) -> None:
+        _edited()
+        super().__delitem__(key)
+
+    def __ior__(self, other):
+        _edited()
+        return super().__ior__(other)
+
+    def clear(self) -> None:
+        _edited()
+        super().clear()
+
+    def pop(self, *args):
+        _edited()
+        return super().pop(*args)
+
+    def popitem(self):
+        _edited()
+        return super().popitem()
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            _edited()
+        return super().setdefault(key, default)
+
+    def update(self, *args, **kwargs) -> None:
+        _edited()
+        super().update(*args, **kwargs)
+
+
+class State(defaultdict):
+    """``optimizer.state``: a ``defaultdict(dict)`` whose entries are
+    :class:`StateEntry` and whose edits are counted, like theirs."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__(StateEntry)
+        for key, value in dict(items).items():
+            dict.__setitem__(self, key, StateEntry(value))
+
+    def __reduce__(self):
+        return (type(self), (), None, None, iter(self.items()))
+
+    def __missing__(self, key):
+        entry = StateEntry()  # an empty entry changes nothing a plan holds
+        dict.__setitem__(self, key, entry)
+        return entry
+
+    def __setitem__(self, key, value) -> None:
+        _edited()
+        super().__setitem__(key, value if isinstance(value, StateEntry) else StateEntry(value))
+
+    def __delitem__(self, key) -> None:
+        _edited()
+        super().__delitem__(key)
+
+    def __ior__(self, other):
+        self.update(other)
+        return self
+
+    def clear(self) -> None:
+        _edited()
+        super().clear()
+
+    def pop(self, *args):
+        _edited()
+        return super().pop(*args)
+
+    def popitem(self):
+        _edited()
+        return super().popitem()
+
+    def setdefault(self, key, default=None):
+        if key not in self:
+            self[key] = {} if default is None else default
+        return self[key]
+
+    def update(self, *args, **kwargs) -> None:
+        for key, value in dict(*args, **kwargs).items():
+            self[key] = value
+
+
+def map_key(group: dict[str, Any]) -> tuple:
+    """What a cached mean of 1/φ'' is the mean of, besides the values."""
+    return (group["mirror"], float(group["beta"]), float(group["degree"]), group["beta_scaling"])
 
 
 class Bucket:
@@ -44,12 +149,12 @@ class Bucket:
 
 class GroupPlan:
     __slots__ = ("group", "state", "params", "has_grad", "has_momentum", "normalize",
-                 "buckets", "recorded")
+                 "buckets", "recorded", "edits", "means_map")
 
     def matches(self, group: dict[str, Any], state: Any, grads: list, has_momentum: bool,
                 normalize: bool) -> bool:
         params = group["params"]
-        return (self.group is group and self.state is state
+        return (self.group is group and self.state is state and self.edits == _edits[0]
                 and self.has_momentum == has_momentum and self.normalize == normalize
                 and len(self.params) == len(params)
                 and all(a is b for a, b in zip(self.params, params))
@@ -63,8 +168,9 @@ class GroupPlan:
             for bucket in self.buckets:
                 for p, buf, step in zip(bucket.params, bucket.buffers, bucket.steps):
                     entry = state[p]
-                    entry["momentum_buffer"] = buf
-                    entry["step"] = step
+                    # dict's own __setitem__: the plan's writes are not user edits
+                    dict.__setitem__(entry, "momentum_buffer", buf)
+                    dict.__setitem__(entry, "step", step)
         self.recorded = True
 
     def cached_means(self) -> dict[int, tuple[torch.Tensor, int]]:
@@ -87,6 +193,8 @@ def build_plan(group: dict[str, Any], state: Any, grads: list, has_momentum: boo
     plan.has_momentum = has_momentum
     plan.normalize = normalize
     plan.recorded = False
+    plan.edits = _edits[0]
+    plan.means_map = map_key(group)
     by_key: dict[tuple[torch.device, torch.dtype], Bucket] = {}
     for i, (p, g) in enumerate(zip(plan.params, grads)):
         if g is None:
@@ -103,6 +211,8 @@ def build_plan(group: dict[str, Any], state: Any, grads: list, has_momentum: boo
             step = entry.get("step")
             if step is None:
                 step = torch.zeros((), dtype=torch.float32, device=p.device)
+            elif not isinstance(step, torch.Tensor):  # a number (load_state_dict checked it)
+                step = torch.tensor(float(step), dtype=torch.float32, device=p.device)
             elif step.device != p.device or step.dtype != torch.float32:
                 step = step.to(device=p.device, dtype=torch.float32)
             bucket.steps.append(step)

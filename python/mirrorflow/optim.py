@@ -9,15 +9,34 @@ from typing import Any, Optional, Union
 import torch
 from torch.optim import Optimizer
 
-from ._step_plan import GroupPlan, build_plan, metric_mean
+from ._step_plan import GroupPlan, State, build_plan, map_key, metric_mean
 
 __all__ = ["MirrorDescent"]
 
 _STEP = torch.ops.mirrorflow.mirror_descent_step_.default
+_CHECK = torch.ops.mirrorflow.check_step_arguments.default
 
 _FLOAT_OPTIONS = ("beta", "degree", "momentum", "dampening", "weight_decay")
 _BOOL_OPTIONS = ("normalize", "nesterov", "maximize")
 _STR_OPTIONS = ("mirror", "update", "beta_scaling")
+_OPTIONS = ("lr",) + _FLOAT_OPTIONS + _BOOL_OPTIONS + _STR_OPTIONS
+
+
+def _options_key(group: dict[str, Any]) -> tuple:
+    """The group's hyperparameters as checked (a tensor lr by identity: its value
+    is read on its device, by the step)."""
+    return tuple(id(group[k]) if isinstance(group[k], torch.Tensor) else group[k]
+                 for k in _OPTIONS)
+
+
+def _with_context(error: Exception, context: str) -> Exception:
+    """`error` with `context` appended to its message (as it is, when its type
+    cannot be built from one message)."""
+    try:
+        extended = type(error)(f"{error}\n({context})")
+    except Exception:  # noqa: BLE001 - an exception type with another constructor
+        return error
+    return extended.with_traceback(error.__traceback__)
 
 
 def _check_group(group: dict[str, Any]) -> None:
@@ -164,7 +183,9 @@ class MirrorDescent(Optimizer):
         )
         _check_group(defaults)
         self._plans: dict[int, GroupPlan] = {}  # id(group) -> what its steps reuse
+        self._checked: dict[int, tuple] = {}  # id(group) -> its options as last checked
         super().__init__(params, defaults)
+        self.state = State(self.state)
 
     def add_param_group(self, param_group: dict[str, Any]) -> None:
         """Adds a group after checking its hyperparameters (ValueError if invalid)."""
@@ -175,7 +196,54 @@ class MirrorDescent(Optimizer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
+        for group in self.param_groups:  # a state of another optimizer or version
+            for name, value in self.defaults.items():
+                group.setdefault(name, value)
+        self.state = State(self.state)
         self._plans = {}
+        self._checked = {}
+
+    def state_dict(self) -> dict[str, Any]:
+        """As ``torch.optim.Optimizer.state_dict``, with plain dicts as entries
+        (``torch.load(weights_only=True)`` reads it)."""
+        state_dict = super().state_dict()
+        state_dict["state"] = {k: dict(v) for k, v in state_dict["state"].items()}
+        return state_dict
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        """As ``torch.optim.Optimizer.load_state_dict``, after checking the groups'
+        hyperparameters (this optimizer's defaults fill in those a group lacks,
+        e.g. in a state of ``torch.optim.SGD``) and the state's momentum buffers
+        and step counts; raises ValueError and changes nothing when one is bad."""
+        groups = []
+        for i, group in enumerate(state_dict["param_groups"]):
+            merged = {**self.defaults, **group}
+            try:
+                _check_group(merged)
+            except ValueError as e:
+                raise ValueError(f"load_state_dict: param group {i}: {e}") from None
+            groups.append(merged)
+        saved = [k for g in groups for k in g["params"]]
+        current = [p for g in self.param_groups for p in g["params"]]
+        params = dict(zip(saved, current))
+        for key, entry in state_dict["state"].items():
+            p = params.get(key)
+            if p is None or not isinstance(entry, dict):
+                continue  # left to torch's own checks
+            buf = entry.get("momentum_buffer")
+            if buf is not None and (not isinstance(buf, torch.Tensor) or buf.shape != p.shape):
+                got = tuple(buf.shape) if isinstance(buf, torch.Tensor) else type(buf).__name__
+                raise ValueError(
+                    f"load_state_dict: the momentum_buffer of parameter {key} must be a tensor "
+                    f"of the parameter's shape {tuple(p.shape)}, got {got}")
+            step = entry.get("step")
+            if step is not None and not (
+                    (isinstance(step, torch.Tensor) and step.numel() == 1)
+                    or (isinstance(step, numbers.Real) and not isinstance(step, bool))):
+                raise ValueError(
+                    f"load_state_dict: the step of parameter {key} must be a number or a "
+                    f"one-element tensor, got {step!r}")
+        super().load_state_dict({**state_dict, "param_groups": groups})
 
     def invalidate_metric_means(self) -> None:
         """Forgets the stored per-tensor means of the inverse metric (``normalize``);
@@ -189,64 +257,106 @@ class MirrorDescent(Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Optional[Callable[[], float]] = None) -> Optional[float]:
-        """Performs one step; ``closure`` re-evaluates the model and returns the loss."""
+        """Performs one step; ``closure`` re-evaluates the model and returns the loss.
+
+        Every group's hyperparameters, and the arguments of every call of the
+        operator (one per group and (device, dtype)), are checked before any
+        parameter changes: a refused step changes nothing."""
         loss = None
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
+        if type(self.state) is not State:  # replaced by the user: count its edits too
+            self.state = State(self.state)
+        for i, group in enumerate(self.param_groups):
+            key = _options_key(group)
+            if self._checked.get(id(group)) != key:
+                try:
+                    _check_group(group)
+                except ValueError as e:
+                    raise ValueError(f"param group {i}: {e}") from None
+                self._checked[id(group)] = key
         grad_scale = getattr(self, "grad_scale", None)
         found_inf = getattr(self, "found_inf", None)
-        for group in self.param_groups:
-            self._step_group(group, grad_scale, found_inf)
-        return loss
-
-    def _step_group(
-        self,
-        group: dict[str, Any],
-        grad_scale: Optional[torch.Tensor],
-        found_inf: Optional[torch.Tensor],
-    ) -> None:
-        grads = [p.grad for p in group["params"]]
-        has_momentum = group["momentum"] != 0
-        normalize = group["normalize"]
-        plan = self._plans.get(id(group))
-        if plan is None or not plan.matches(group, self.state, grads, has_momentum, normalize):
-            old_means = plan.cached_means() if plan is not None else {}
-            plan = build_plan(group, self.state, grads, has_momentum, normalize, old_means)
-            self._plans[id(group)] = plan
-        lr = group["lr"]
-        for bucket in plan.buckets:
-            device = bucket.device
-            lr_tensor = None
-            if isinstance(lr, torch.Tensor):
-                lr_tensor = lr if lr.device == device else lr.to(device, non_blocking=True)
-            _STEP(
-                bucket.params,
-                [grads[i] for i in bucket.indices],
-                bucket.buffers,
-                bucket.steps,
-                bucket.means,
-                bucket.valid_means() if normalize else [],
-                mirror=group["mirror"],
-                beta=float(group["beta"]),
-                degree=float(group["degree"]),
-                update=group["update"],
-                normalize=normalize,
-                beta_scaling=group["beta_scaling"],
-                lr=0.0 if lr_tensor is not None else float(lr),
-                momentum=float(group["momentum"]),
-                dampening=float(group["dampening"]),
-                nesterov=group["nesterov"],
-                weight_decay=float(group["weight_decay"]),
-                maximize=group["maximize"],
-                lr_tensor=lr_tensor,
-                grad_scale=_on(grad_scale, device),
-                found_inf=_on(found_inf, device),
-            )
+        calls = []
+        plans = []
+        for i, group in enumerate(self.param_groups):
+            plan = self._plan(group)
+            plans.append(plan)
+            for bucket in plan.buckets:
+                calls.append((i, bucket, self._arguments(group, plan, bucket, grad_scale,
+                                                         found_inf)))
+        if len(calls) > 1:
+            for i, bucket, (args, kwargs) in calls:
+                self._call(_CHECK, i, bucket, args, kwargs)
+        for i, bucket, (args, kwargs) in calls:
+            self._call(_STEP, i, bucket, args, kwargs)
             bucket.after_step()
         # The operator checks all of its arguments before it writes anything, so
         # new state is recorded only once it has returned.
-        plan.record(self.state)
+        for plan in plans:
+            plan.record(self.state)
+        return loss
+
+    def _plan(self, group: dict[str, Any]) -> GroupPlan:
+        grads = [p.grad for p in group["params"]]
+        has_momentum = group["momentum"] != 0
+        normalize = group["normalize"]
+        means_map = map_key(group)
+        plan = self._plans.get(id(group))
+        if plan is None or not plan.matches(group, self.state, grads, has_momentum, normalize):
+            keep = plan is not None and plan.means_map == means_map
+            old_means = plan.cached_means() if keep else {}
+            plan = build_plan(group, self.state, grads, has_momentum, normalize, old_means)
+            self._plans[id(group)] = plan
+        elif plan.means_map != means_map:  # means of another map: recomputed
+            plan.invalidate_means()
+            plan.means_map = means_map
+        return plan
+
+    @staticmethod
+    def _arguments(group: dict[str, Any], plan: GroupPlan, bucket: Any,
+                   grad_scale: Optional[torch.Tensor],
+                   found_inf: Optional[torch.Tensor]) -> tuple[tuple, dict[str, Any]]:
+        """The operator's arguments for one bucket of the group."""
+        lr = group["lr"]
+        device = bucket.device
+        lr_tensor = None
+        if isinstance(lr, torch.Tensor):
+            lr_tensor = lr if lr.device == device else lr.to(device, non_blocking=True)
+        grads = [p.grad for p in bucket.params]
+        normalize = group["normalize"]
+        args = (bucket.params, grads, bucket.buffers, bucket.steps, bucket.means,
+                bucket.valid_means() if normalize else [])
+        kwargs = dict(
+            mirror=group["mirror"],
+            beta=float(group["beta"]),
+            degree=float(group["degree"]),
+            update=group["update"],
+            normalize=normalize,
+            beta_scaling=group["beta_scaling"],
+            lr=0.0 if lr_tensor is not None else float(lr),
+            momentum=float(group["momentum"]),
+            dampening=float(group["dampening"]),
+            nesterov=group["nesterov"],
+            weight_decay=float(group["weight_decay"]),
+            maximize=group["maximize"],
+            lr_tensor=lr_tensor,
+            grad_scale=_on(grad_scale, device),
+            found_inf=_on(found_inf, device),
+        )
+        return args, kwargs
+
+    @staticmethod
+    def _call(op: Any, group_index: int, bucket: Any, args: tuple,
+              kwargs: dict[str, Any]) -> None:
+        try:
+            op(*args, **kwargs)
+        except (RuntimeError, ValueError) as e:
+            where = (f"in param group {group_index}, among its parameters of dtype "
+                     f"{bucket.dtype} on {bucket.device}, which params[i] and the other "
+                     f"lists count: params[i] is the group's parameter {bucket.indices}[i]")
+            raise _with_context(e, where) from None
 
 
 def _on(t: Optional[torch.Tensor], device: torch.device) -> Optional[torch.Tensor]:

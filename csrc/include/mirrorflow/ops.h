@@ -67,6 +67,20 @@ void mirror_descent_step_(at::TensorList params, at::TensorList grads,
                           const std::optional<at::Tensor>& grad_scale = std::nullopt,
                           const std::optional<at::Tensor>& found_inf = std::nullopt);
 
+/// The checks of mirror_descent_step_ without the step
+/// (`torch.ops.mirrorflow.check_step_arguments`): throws what the step would
+/// throw for these arguments, and changes nothing. An optimizer whose step
+/// makes several calls (several groups, devices or dtypes) checks them all
+/// first, so that a refused step changes nothing.
+void check_step_arguments(at::TensorList params, at::TensorList grads,
+                          at::TensorList momentum_buffers, at::TensorList steps,
+                          at::TensorList metric_means,
+                          const std::vector<bool>& metric_means_valid,
+                          const StepOptions& options,
+                          const std::optional<at::Tensor>& lr_tensor = std::nullopt,
+                          const std::optional<at::Tensor>& grad_scale = std::nullopt,
+                          const std::optional<at::Tensor>& found_inf = std::nullopt);
+
 /// Evaluates one function of a mirror map elementwise (MATH.md §1):
 /// `function` is one of "potential", "grad", "grad_conj", "inv_metric",
 /// "conj_of_grad". Returns a new tensor of the same dtype.

@@ -23,7 +23,8 @@ namespace mirrorflow {
 /// Python class mirrorflow.MirrorDescent for their meaning.
 struct MirrorDescentOptions
     : public torch::optim::OptimizerCloneableOptions<MirrorDescentOptions> {
-  MirrorDescentOptions(double lr = 0.01);  // NOLINT(google-explicit-constructor)
+  /// The default learning rate is the Python class's, 1e-3.
+  MirrorDescentOptions(double lr = 1e-3);  // NOLINT(google-explicit-constructor)
   TORCH_ARG(double, lr);
   /// "euclidean", "hyperbolic" or "power".
   TORCH_ARG(std::string, mirror) = "euclidean";
@@ -56,13 +57,16 @@ struct MirrorDescentOptions
 
 /// Per-parameter state. `momentum_buffer` (the parameter's dtype) and `step`
 /// (float32, counts the steps taken with momentum) are saved; the cached mean
-/// of the inverse metric is not (it is recomputed after a load).
+/// of the inverse metric is not (it is recomputed after a load). The mean is
+/// reused while the parameter's version counter and the map it was computed
+/// for (`metric_mean_map`: mirror, β, degree, beta_scaling) are unchanged.
 struct MirrorDescentParamState
     : public torch::optim::OptimizerCloneableParamState<MirrorDescentParamState> {
   TORCH_ARG(torch::Tensor, momentum_buffer);
   TORCH_ARG(torch::Tensor, step);
   TORCH_ARG(torch::Tensor, metric_mean);
   TORCH_ARG(int64_t, metric_mean_version) = -1;
+  TORCH_ARG(std::string, metric_mean_map);
 
  public:
   void serialize(torch::serialize::InputArchive& archive) override;
@@ -76,12 +80,24 @@ class MirrorDescent : public torch::optim::Optimizer {
                          MirrorDescentOptions defaults);
   explicit MirrorDescent(std::vector<torch::Tensor> params, MirrorDescentOptions defaults);
 
+  /// One step of every group. Every group's options and every call's
+  /// arguments are checked before any parameter changes, so a refused step
+  /// (c10::ValueError for options, c10::Error for tensors) changes nothing.
   torch::Tensor step(LossClosure closure = nullptr) override;
 
-  /// Checks the group's options (when given) before adding it.
+  /// Checks the group's options (when given) before adding it. (Called through
+  /// a torch::optim::Optimizer reference, whose add_param_group is not virtual,
+  /// the group is added unchecked; step() then refuses it.)
   void add_param_group(const torch::optim::OptimizerParamGroup& param_group);
 
+  /// Forgets the stored per-tensor means of the inverse metric (normalize);
+  /// the next step recomputes them. Needed only after writes the version
+  /// counter does not see: through `p.data()` or `p.set_data()`.
+  void invalidate_metric_means();
+
   void save(torch::serialize::OutputArchive& archive) const override;
+  /// Loads options and state; options that fail MirrorDescentOptions::validated()
+  /// are refused (c10::ValueError) and the optimizer is left as it was.
   void load(torch::serialize::InputArchive& archive) override;
 
  private:
