@@ -36,6 +36,19 @@ at::Tensor map_eval_meta(const at::Tensor& x, c10::string_view mirror, double be
   return at::empty_like(x);
 }
 
+// map_eval has no derivative: an input that requires grad is refused, where
+// the dispatcher's fallback would return a result whose gradient is silently
+// missing. Without grad the call goes on to the backend's kernel.
+at::Tensor map_eval_autograd(const at::Tensor& x, c10::string_view mirror, double beta,
+                             double degree, c10::string_view function) {
+  TORCH_CHECK(!(at::GradMode::is_enabled() && x.requires_grad()),
+              "map_eval: x requires grad, but map_eval has no derivative (a loss built on it "
+              "would get no gradient through it); pass x.detach(), or call it under "
+              "torch.no_grad()");
+  at::AutoDispatchBelowADInplaceOrView below_autograd;
+  return map_eval(x, std::string(mirror), beta, degree, std::string(function));
+}
+
 void check_options(c10::string_view mirror, double beta, double degree, c10::string_view update,
                    bool normalize, c10::string_view beta_scaling, double lr, double momentum,
                    double dampening, bool nesterov, double weight_decay, bool maximize) {
@@ -163,6 +176,10 @@ TORCH_LIBRARY(mirrorflow, m) {
 TORCH_LIBRARY_IMPL(mirrorflow, Meta, m) {
   m.impl("mirror_descent_step_", &mirrorflow::mirror_descent_step_meta);
   m.impl("map_eval", &mirrorflow::map_eval_meta);
+}
+
+TORCH_LIBRARY_IMPL(mirrorflow, Autograd, m) {
+  m.impl("map_eval", &mirrorflow::map_eval_autograd);
 }
 
 // A sparse tensor among the arguments sends the call here; the checks then

@@ -188,3 +188,14 @@ def test_set_cpu_prefetch_refuses_bad_plans_and_keeps_the_plan(args, message):
         assert mirrorflow.build_info()["cpu_prefetch"] == before
     finally:
         mirrorflow.reset_cpu_prefetch()
+
+
+def test_map_eval_refuses_an_input_that_requires_grad_and_works_without_grad():
+    w = torch.tensor([0.5, -1.0], dtype=torch.float64, requires_grad=True)
+    with pytest.raises(RuntimeError, match=r"map_eval: x requires grad, but map_eval has no "
+                                           r"derivative"):
+        mirrorflow.map_eval(w, "hyperbolic", "potential", beta=0.1)
+    with torch.no_grad():
+        under_no_grad = mirrorflow.map_eval(w, "hyperbolic", "potential", beta=0.1)
+    detached = mirrorflow.map_eval(w.detach(), "hyperbolic", "potential", beta=0.1)
+    assert torch.equal(under_no_grad, detached) and not detached.requires_grad
