@@ -108,11 +108,15 @@ class ImageDataset:
         return x.mean(dim=1).float(), x.std(dim=1).clamp_min(1e-6).float()
 
 
+def _check_limit(limit: Optional[int], what: str) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise ValueError(f"{what} must be a positive integer or None, got {limit!r}")
+
+
 def _limited(images: torch.Tensor, labels: torch.Tensor, limit: Optional[int], what: str):
+    _check_limit(limit, what)
     if limit is None:
         return images, labels
-    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
-        raise ValueError(f"{what} must be a positive integer or None, got {limit!r}")
     return images[:limit].clone(), labels[:limit].clone()
 
 
@@ -317,7 +321,10 @@ def load_dataset(
     if name == "fashion_mnist":
         return load_fashion_mnist(root or FASHION_MNIST_DEFAULT_ROOT, limit_train, limit_test)
     if name == "synthetic":
-        return synthetic_dataset(limit_train or 512, limit_test or 256, seed=seed)
+        _check_limit(limit_train, "limit_train")
+        _check_limit(limit_test, "limit_test")
+        return synthetic_dataset(512 if limit_train is None else limit_train,
+                                 256 if limit_test is None else limit_test, seed=seed)
     raise ValueError(f"load_dataset: name must be one of {DATASETS}, got {name!r}")
 
 
@@ -330,6 +337,8 @@ def augment(
     numbers come from ``generator`` only, so a run is reproducible and resumable."""
     if images.dim() != 4:
         raise ValueError(f"augment: images must have shape (n, C, H, W), got {tuple(images.shape)}")
+    if images.dtype != torch.uint8:
+        raise ValueError(f"augment: images must be uint8 (0-255), got {images.dtype}")
     if padding < 0:
         raise ValueError(f"augment: padding must be >= 0, got {padding}")
     n, c, h, w = images.shape

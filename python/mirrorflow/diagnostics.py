@@ -38,6 +38,9 @@ def sample_margins(outputs: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     Binary: ``outputs`` of shape (n,) or (n, 1) and labels in {−1, +1}.
     Multi-class: ``outputs`` of shape (n, k), k ≥ 2, and integer class labels.
     """
+    if outputs.numel() == 0:
+        raise ValueError(
+            f"sample_margins: outputs hold no sample (shape {tuple(outputs.shape)})")
     if outputs.dim() == 2 and outputs.shape[1] == 1:
         outputs = outputs[:, 0]
     if outputs.dim() == 1:
@@ -82,11 +85,13 @@ def layerwise_margin(
 
     ``layers`` lists the parameter tensors of each layer; a layer with a bias
     (the first layer of the VGG-16 model) lists both, and they count together.
+    A layer of norm 0 gives ±inf (nan when the margin is 0), so that a training
+    loop that logs the margin goes on.
     """
     if len(layers) == 0:
         raise ValueError("layerwise_margin: layers must not be empty")
-    if not degree > 0:
-        raise ValueError(f"layerwise_margin: degree must be > 0, got {degree}")
+    if not (isinstance(degree, (int, float)) and math.isfinite(degree) and degree > 0):
+        raise ValueError(f"layerwise_margin: degree must be a finite number > 0, got {degree!r}")
     q = sample_margins(outputs.detach().double(), labels)
     denominator = torch.ones((), dtype=torch.float64)
     for tensors in layers:
@@ -107,9 +112,19 @@ def weight_histogram(
     """
     if isinstance(values, torch.Tensor):
         values = [values]
-    mags = torch.cat([v.detach().reshape(-1).double().abs() for v in values])
     if bins < 1:
         raise ValueError(f"weight_histogram: bins must be >= 1, got {bins}")
+    if value_range is not None:
+        lo, hi = value_range
+        floor = 0.0 if not log_scale else math.nextafter(0.0, 1.0)
+        if not (math.isfinite(lo) and math.isfinite(hi) and floor <= lo < hi):
+            rule = "0 < lo < hi" if log_scale else "0 <= lo < hi"
+            raise ValueError(
+                f"weight_histogram: value_range must be finite (lo, hi) with {rule}, "
+                f"got {value_range!r}")
+    mags = torch.cat([v.detach().reshape(-1).double().abs() for v in values]) if values else None
+    if mags is None or mags.numel() == 0:
+        raise ValueError("weight_histogram: values hold no element")
     if log_scale:
         mags = mags[mags > 0]
         if mags.numel() == 0:
@@ -120,13 +135,13 @@ def weight_histogram(
             if value_range is None
             else (float(torch.tensor(value_range[0]).log10()), float(torch.tensor(value_range[1]).log10()))
         )
-        if hi <= lo:
+        if hi <= lo:  # every magnitude the same: one bin's width around it
             hi = lo + 1e-12
         counts = torch.histc(logs, bins=bins, min=lo, max=hi)
         edges = torch.logspace(lo, hi, bins + 1, dtype=torch.float64)
         return counts, edges
     lo, hi = (0.0, float(mags.max())) if value_range is None else value_range
-    if hi <= lo:
+    if hi <= lo:  # every magnitude 0
         hi = lo + 1e-12
     counts = torch.histc(mags, bins=bins, min=lo, max=hi)
     edges = torch.linspace(lo, hi, bins + 1, dtype=torch.float64)

@@ -6,7 +6,9 @@ of the ``hyperbolic`` map) should lose least accuracy.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from fractions import Fraction
 
 import torch
 
@@ -15,14 +17,16 @@ __all__ = ["global_magnitude_masks", "prune_global_magnitude"]
 
 def global_magnitude_masks(tensors: Sequence[torch.Tensor], sparsity: float) -> list[torch.Tensor]:
     """Boolean keep-masks: exactly ⌊sparsity·N⌋ of the N elements of ``tensors``
-    (together), those of smallest magnitude, are False. Ties are broken by
-    position (earlier tensor, then earlier element, pruned first)."""
+    (together), those of smallest magnitude, are False; ``sparsity`` is taken
+    as the decimal it prints as (0.29 prunes 29 of 100 elements, where the
+    binary float 0.28999… would give 28). Ties are broken by position (earlier
+    tensor, then earlier element, pruned first)."""
     if isinstance(sparsity, bool) or not isinstance(sparsity, (int, float)) or not 0 <= sparsity < 1:
         raise ValueError(f"global_magnitude_masks: sparsity must be in [0, 1), got {sparsity!r}")
     if len(tensors) == 0:
         raise ValueError("global_magnitude_masks: tensors must not be empty")
     flat = torch.cat([t.detach().reshape(-1).abs().double().cpu() for t in tensors])
-    n_pruned = int(sparsity * flat.numel())
+    n_pruned = math.floor(Fraction(repr(float(sparsity))) * flat.numel())
     keep = torch.ones(flat.numel(), dtype=torch.bool)
     if n_pruned:
         order = torch.sort(flat, stable=True).indices

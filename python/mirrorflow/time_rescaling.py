@@ -21,6 +21,15 @@ def _positive(name: str, value: Any, minimum: float, strict: bool) -> float:
     return float(value)
 
 
+_STATE_KEYS = ("epsilon", "c_max", "base_lrs", "active", "factor", "rescaled_steps")
+
+
+def _base_lr(group: dict[str, Any], index: int) -> float:
+    lr = group["lr"]
+    value = float(lr) if isinstance(lr, torch.Tensor) and lr.numel() == 1 else lr
+    return _positive(f"the learning rate of param group {index}", value, 0.0, strict=False)
+
+
 class TimeRescaling:
     r"""The learning-rate rule of MATH.md §4, for any ``torch.optim.Optimizer``.
 
@@ -56,7 +65,7 @@ class TimeRescaling:
         self.epsilon = _positive("epsilon", epsilon, 0.0, strict=True)
         self.c_max = _positive("c_max", c_max, 1.0, strict=False)
         self.optimizer = optimizer
-        self.base_lrs = [float(g["lr"]) for g in optimizer.param_groups]
+        self.base_lrs = [_base_lr(g, i) for i, g in enumerate(optimizer.param_groups)]
         self.active = False
         self.factor = 1.0
         self.rescaled_steps = 0.0
@@ -82,7 +91,10 @@ class TimeRescaling:
             self.factor = self.c_max if loss == 0 else min(self.c_max, self.epsilon / loss)
         else:
             self.factor = 1.0
-        for group, base in zip(self.optimizer.param_groups, self.base_lrs):
+        groups = self.optimizer.param_groups
+        # A group added to the optimizer since keeps the learning rate it came with as η₀.
+        self.base_lrs += [_base_lr(g, i) for i, g in enumerate(groups) if i >= len(self.base_lrs)]
+        for group, base in zip(groups, self.base_lrs):
             if isinstance(group["lr"], torch.Tensor):
                 group["lr"].fill_(base * self.factor)
             else:
@@ -102,7 +114,11 @@ class TimeRescaling:
         }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        """Restores a :meth:`state_dict`; checks it before changing anything."""
+        """Restores a :meth:`state_dict`; checks all of it before changing anything
+        (ValueError naming the entry)."""
+        missing = [k for k in _STATE_KEYS if k not in state]
+        if missing:
+            raise ValueError(f"TimeRescaling: state lacks {', '.join(missing)}")
         base_lrs = list(state["base_lrs"])
         if len(base_lrs) != len(self.optimizer.param_groups):
             raise ValueError(
@@ -111,7 +127,13 @@ class TimeRescaling:
             )
         epsilon = _positive("epsilon", state["epsilon"], 0.0, strict=True)
         c_max = _positive("c_max", state["c_max"], 1.0, strict=False)
-        self.epsilon, self.c_max, self.base_lrs = epsilon, c_max, [float(b) for b in base_lrs]
-        self.active = bool(state["active"])
-        self.factor = float(state["factor"])
-        self.rescaled_steps = float(state["rescaled_steps"])
+        base_lrs = [_positive(f"base_lrs[{i}]", b, 0.0, strict=False)
+                    for i, b in enumerate(base_lrs)]
+        if not isinstance(state["active"], bool):
+            raise ValueError(f"TimeRescaling: active must be True or False, got {state['active']!r}")
+        factor = _positive("factor", state["factor"], 0.0, strict=True)
+        if factor > c_max:
+            raise ValueError(f"TimeRescaling: factor must be <= c_max = {c_max:g}, got {factor!r}")
+        rescaled_steps = _positive("rescaled_steps", state["rescaled_steps"], 0.0, strict=False)
+        self.epsilon, self.c_max, self.base_lrs = epsilon, c_max, base_lrs
+        self.active, self.factor, self.rescaled_steps = state["active"], factor, rescaled_steps

@@ -276,3 +276,19 @@ def test_normalize_and_channel_stats():
     assert torch.allclose(y[:, 1], (x[:, 1] - mean[1]) / std[1])
     with pytest.raises(ValueError, match=r"mean and std of shape \(C,\)"):
         normalize(x, mean[:2], std[:2])
+
+
+@pytest.mark.parametrize("limits, words", [
+    (dict(limit_train=0), "limit_train must be a positive integer or None, got 0"),
+    (dict(limit_test=-3), "limit_test must be a positive integer or None, got -3"),
+])
+def test_the_synthetic_set_refuses_the_limits_the_others_refuse(limits, words):
+    with pytest.raises(ValueError, match=words):
+        load_dataset("synthetic", **limits)
+    assert load_dataset("synthetic", limit_train=5, limit_test=3).train_images.shape[0] == 5
+
+
+def test_augment_refuses_images_that_are_not_uint8():
+    images = torch.rand(2, 3, 8, 8)
+    with pytest.raises(ValueError, match=r"images must be uint8 \(0-255\), got torch.float32"):
+        augment(images, torch.Generator().manual_seed(0))

@@ -186,3 +186,29 @@ def test_neuron_balance_drift_shrinks_like_the_step(mirror, beta):
         euclid = (diagnostics.neuron_balance(W1, a1, "euclidean")
                   - diagnostics.neuron_balance(W0, a0, "euclidean")).abs().max()
         assert float(euclid) > 20 * drifts[1]
+
+
+def test_more_bad_arguments_are_refused_naming_them():
+    w = torch.tensor([[1.0, -2.0]], dtype=torch.float64)
+    outputs, labels = torch.tensor([1.0, -2.0]), torch.tensor([1.0, -1.0])
+    with pytest.raises(ValueError, match=r"layerwise_margin: degree must be a finite number > 0, "
+                                         r"got inf"):
+        diagnostics.layerwise_margin(outputs, labels, [[w]], degree=float("inf"))
+    for margin in (lambda o, l: diagnostics.layerwise_margin(o, l, [[w]]),
+                   lambda o, l: diagnostics.horizon_margin(o, l, [w], degree=2.0, homogeneity=1)):
+        with pytest.raises(ValueError, match=r"outputs hold no sample \(shape \(0,\)\)"):
+            margin(torch.empty(0), torch.empty(0))
+    for value_range in ((1.0, 0.0), (0.0, float("nan")), (-1.0, 1.0)):
+        with pytest.raises(ValueError, match=r"value_range must be finite \(lo, hi\) with "
+                                             r"0 <= lo < hi"):
+            diagnostics.weight_histogram(w, value_range=value_range)
+    with pytest.raises(ValueError, match=r"0 < lo < hi"):
+        diagnostics.weight_histogram(w, log_scale=True, value_range=(0.0, 1.0))
+    with pytest.raises(ValueError, match=r"values hold no element"):
+        diagnostics.weight_histogram(torch.empty(0))
+
+
+def test_a_layer_of_norm_zero_gives_an_infinite_layerwise_margin():
+    outputs, labels = torch.tensor([1.0, -2.0]), torch.tensor([1.0, -1.0])
+    layers = [[torch.ones(2, dtype=torch.float64)], [torch.zeros(3, dtype=torch.float64)]]
+    assert diagnostics.layerwise_margin(outputs, labels, layers) == math.inf

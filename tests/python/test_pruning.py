@@ -47,3 +47,11 @@ def test_bad_sparsity_is_refused_and_changes_nothing(sparsity):
     with pytest.raises(ValueError, match=r"sparsity must be in \[0, 1\), got"):
         prune_global_magnitude(tensors, sparsity)
     assert all(torch.equal(a, b) for a, b in zip(tensors, original))
+
+
+@pytest.mark.parametrize("sparsity, n, pruned", [(0.29, 100, 29), (0.57, 100, 57),
+                                                 (0.1, 30, 3), (1 / 3, 9, 2)])
+def test_the_count_is_the_floor_of_the_decimal_sparsity(sparsity, n, pruned):
+    # 0.29 * 100 is 28.999999999999996 in binary floating point
+    masks = global_magnitude_masks([torch.arange(1.0, n + 1)], sparsity)
+    assert int((~masks[0]).sum()) == pruned

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from re import escape as re_escape
 
 import pytest
 import torch
@@ -132,3 +133,39 @@ def test_bad_step_arguments_change_nothing():
     with pytest.raises(ValueError, match="2 base learning rates"):
         r.load_state_dict(state)
     assert r.base_lrs == [0.5]
+
+
+@pytest.mark.parametrize("damage, words", [
+    (lambda s: s.pop("factor"), "state lacks factor"),
+    (lambda s: s.update(factor=-3.0), "factor must be a finite number > 0"),
+    (lambda s: s.update(factor=1e9), "factor must be <= c_max"),
+    (lambda s: s.update(base_lrs=[float("nan")]), "base_lrs[0] must be a finite number >= 0"),
+    (lambda s: s.update(rescaled_steps=-1.0), "rescaled_steps must be a finite number >= 0"),
+    (lambda s: s.update(active="yes"), "active must be True or False"),
+])
+def test_a_bad_state_is_refused_naming_the_entry_and_changes_nothing(damage, words):
+    opt, _ = _optimizer()
+    rescaling = mirrorflow.TimeRescaling(opt, epsilon=1e-3, c_max=100.0)
+    rescaling.step(1e-4, classified=True)
+    before = rescaling.state_dict()
+    state = dict(before, epsilon=0.5)  # valid, so that a partial load would show
+    damage(state)
+    with pytest.raises(ValueError, match=re_escape(words)):
+        rescaling.load_state_dict(state)
+    assert rescaling.state_dict() == before
+
+
+def test_a_group_added_later_keeps_its_own_learning_rate_as_base():
+    opt, _ = _optimizer(lr=0.5)
+    rescaling = mirrorflow.TimeRescaling(opt, epsilon=1e-3, c_max=100.0)
+    opt.add_param_group({"params": [torch.nn.Parameter(torch.ones(2, dtype=torch.float64))],
+                         "lr": 0.2})
+    assert rescaling.step(1e-5, classified=True) == 100.0
+    assert [g["lr"] for g in opt.param_groups] == [50.0, 20.0]
+
+
+def test_a_learning_rate_that_is_not_a_number_is_refused_naming_the_group():
+    opt, _ = _optimizer()
+    opt.param_groups[0]["lr"] = float("nan")
+    with pytest.raises(ValueError, match=r"learning rate of param group 0 must be a finite"):
+        mirrorflow.TimeRescaling(opt, epsilon=1e-3, c_max=10.0)
