@@ -30,6 +30,58 @@ void mirror_descent_step_meta(at::TensorList params, at::TensorList grads,
                          nesterov, weight_decay, maximize, lr_tensor, grad_scale, found_inf);
 }
 
+// The tensor checks of several calls at once, for an optimizer step that makes
+// several (ops.h, check_step_arguments): one dispatch instead of one per call.
+void check_step_calls(at::TensorList params, at::TensorList grads,
+                      at::TensorList momentum_buffers, at::TensorList steps,
+                      at::TensorList metric_means, at::IntArrayRef sizes,
+                      c10::List<bool> momentum, c10::List<bool> normalize,
+                      const c10::List<std::optional<at::Tensor>>& lr_tensors,
+                      const c10::List<std::optional<at::Tensor>>& grad_scales,
+                      const c10::List<std::optional<at::Tensor>>& found_infs) {
+  constexpr const char* kName = "check_step_calls: ";
+  const std::size_t calls = sizes.size();
+  TORCH_CHECK(momentum.size() == calls && normalize.size() == calls &&
+                  lr_tensors.size() == calls && grad_scales.size() == calls &&
+                  found_infs.size() == calls,
+              kName, "momentum, normalize, lr_tensors, grad_scales and found_infs must hold one "
+              "entry per call (", calls, " in sizes)");
+  TORCH_CHECK(grads.size() == params.size(), kName, "got ", params.size(), " params but ",
+              grads.size(), " grads");
+  std::size_t at = 0;
+  std::size_t at_state = 0;
+  std::size_t at_means = 0;
+  for (std::size_t c = 0; c < calls; ++c) {
+    TORCH_CHECK(sizes[c] >= 0 && at + static_cast<std::size_t>(sizes[c]) <= params.size(),
+                kName, "sizes[", c, "] = ", sizes[c], " goes past the ", params.size(),
+                " params");
+    const auto n = static_cast<std::size_t>(sizes[c]);
+    const std::size_t n_state = momentum.get(c) ? n : 0;
+    const std::size_t n_means = normalize.get(c) ? n : 0;
+    TORCH_CHECK(at_state + n_state <= momentum_buffers.size() &&
+                    at_state + n_state <= steps.size() &&
+                    at_means + n_means <= metric_means.size(),
+                kName, "the state lists are shorter than sizes, momentum and normalize say");
+    try {
+      detail::check_step_tensors(params.slice(at, n), grads.slice(at, n),
+                                 momentum_buffers.slice(at_state, n_state),
+                                 steps.slice(at_state, n_state),
+                                 metric_means.slice(at_means, n_means), n_means, momentum.get(c),
+                                 normalize.get(c), lr_tensors.get(c), grad_scales.get(c),
+                                 found_infs.get(c));
+    } catch (c10::Error& error) {
+      error.add_context("in call " + std::to_string(c) + " of check_step_calls");
+      throw;
+    }
+    at += n;
+    at_state += n_state;
+    at_means += n_means;
+  }
+  TORCH_CHECK(at == params.size() && at_state == momentum_buffers.size() &&
+                  at_state == steps.size() && at_means == metric_means.size(),
+              kName, "the lists are longer than sizes, momentum and normalize say");
+}
+
 at::Tensor map_eval_meta(const at::Tensor& x, c10::string_view mirror, double beta,
                          double degree, c10::string_view function) {
   detail::make_map_eval_call(x, mirror, beta, degree, function);
@@ -164,6 +216,11 @@ TORCH_LIBRARY(mirrorflow, m) {
       "float momentum, float dampening, bool nesterov, float weight_decay, bool maximize, "
       "Tensor? lr_tensor=None, Tensor? grad_scale=None, Tensor? found_inf=None) -> ()",
       &mirrorflow::mirror_descent_step_meta);
+  m.def(
+      "check_step_calls(Tensor[] params, Tensor[] grads, Tensor[] momentum_buffers, "
+      "Tensor[] steps, Tensor[] metric_means, int[] sizes, bool[] momentum, bool[] normalize, "
+      "Tensor?[] lr_tensors, Tensor?[] grad_scales, Tensor?[] found_infs) -> ()",
+      &mirrorflow::check_step_calls);
   m.def(
       "map_eval(Tensor x, str mirror, float beta, float degree, str function) -> Tensor");
   m.def(

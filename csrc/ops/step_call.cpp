@@ -72,6 +72,56 @@ double layer_beta(const StepOptions& options, const at::Tensor& p) {
                           p.dim() > 0 ? p.size(0) : 1);
 }
 
+void check_step_tensors(at::TensorList params, at::TensorList grads,
+                        at::TensorList momentum_buffers, at::TensorList steps,
+                        at::TensorList metric_means, std::size_t n_valid, bool has_momentum,
+                        bool normalize, const std::optional<at::Tensor>& lr_tensor,
+                        const std::optional<at::Tensor>& grad_scale,
+                        const std::optional<at::Tensor>& found_inf) {
+  const std::size_t n = params.size();
+  TORCH_CHECK(grads.size() == n, kOp, "got ", n, " params but ", grads.size(), " grads");
+  const std::size_t n_state = has_momentum ? n : 0;
+  TORCH_CHECK(momentum_buffers.size() == n_state, kOp, "momentum_buffers must hold ", n_state,
+              " tensors (one per parameter when momentum != 0, else none), got ",
+              momentum_buffers.size());
+  TORCH_CHECK(steps.size() == n_state, kOp, "steps must hold ", n_state,
+              " tensors (one per parameter when momentum != 0, else none), got ", steps.size());
+  const std::size_t n_means = normalize ? n : 0;
+  TORCH_CHECK(metric_means.size() == n_means, kOp, "metric_means must hold ", n_means,
+              " tensors (one per parameter when normalize=True, else none), got ",
+              metric_means.size());
+  TORCH_CHECK(n_valid == n_means, kOp, "metric_means_valid must hold ", n_means,
+              " flags, got ", n_valid);
+  if (n == 0) return;
+  const at::Device device = params[0].device();
+  for (std::size_t i = 0; i < n; ++i) {
+    const at::Tensor& p = params[i];
+    TORCH_CHECK(p.defined(), kOp, indexed("params", i), " is undefined");
+    TORCH_CHECK(p.device() == device, kOp,
+                "all tensors of one call must be on one device: params[0] is on ", device,
+                " but ", indexed("params", i), " is on ", p.device());
+    TORCH_CHECK(!p.is_complex(), kOp, indexed("params", i), " is complex (", p.scalar_type(),
+                "); MirrorDescent supports real floating-point parameters only");
+    TORCH_CHECK(at::isFloatingType(p.scalar_type()), kOp, indexed("params", i),
+                " must have a floating-point dtype, got ", p.scalar_type());
+    TORCH_CHECK(p.layout() == c10::kStrided, kOp, indexed("params", i), " is sparse (layout ",
+                p.layout(), "); MirrorDescent supports dense parameters only");
+    check_writable(p, indexed("params", i));
+    check_like_param(grads[i], p, indexed("grads", i), i);
+    if (grad_scale) check_writable(grads[i], indexed("grads", i) + " (unscaled in place)");
+    if (has_momentum) {
+      check_like_param(momentum_buffers[i], p, indexed("momentum_buffers", i), i);
+      check_writable(momentum_buffers[i], indexed("momentum_buffers", i));
+      check_scalar_tensor(steps[i], indexed("steps", i), device, at::kFloat);
+    }
+    if (normalize) check_scalar_tensor(metric_means[i], indexed("metric_means", i), device,
+                                       at::kDouble);
+  }
+  if (lr_tensor) check_scalar_tensor(*lr_tensor, "lr_tensor", device, std::nullopt);
+  if (grad_scale) check_scalar_tensor(*grad_scale, "grad_scale", device, at::kFloat);
+  if (found_inf) check_scalar_tensor(*found_inf, "found_inf", device, at::kFloat);
+}
+
 StepCall make_step_call(at::TensorList params, at::TensorList grads,
                         at::TensorList momentum_buffers, at::TensorList steps,
                         at::TensorList metric_means, const std::vector<bool>& metric_means_valid,
@@ -86,51 +136,9 @@ StepCall make_step_call(at::TensorList params, at::TensorList grads,
   call.options = make_step_options(std::string(mirror), beta, degree, std::string(update),
                                    normalize, std::string(beta_scaling), lr, momentum,
                                    dampening, nesterov, weight_decay, maximize);
-  const std::size_t n = params.size();
-  TORCH_CHECK(grads.size() == n, kOp, "got ", n, " params but ", grads.size(), " grads");
-  const bool has_momentum = momentum != 0;
-  const std::size_t n_state = has_momentum ? n : 0;
-  TORCH_CHECK(momentum_buffers.size() == n_state, kOp, "momentum_buffers must hold ", n_state,
-              " tensors (one per parameter when momentum != 0, else none), got ",
-              momentum_buffers.size());
-  TORCH_CHECK(steps.size() == n_state, kOp, "steps must hold ", n_state,
-              " tensors (one per parameter when momentum != 0, else none), got ", steps.size());
-  const std::size_t n_means = normalize ? n : 0;
-  TORCH_CHECK(metric_means.size() == n_means, kOp, "metric_means must hold ", n_means,
-              " tensors (one per parameter when normalize=True, else none), got ",
-              metric_means.size());
-  TORCH_CHECK(metric_means_valid.size() == n_means, kOp, "metric_means_valid must hold ",
-              n_means, " flags, got ", metric_means_valid.size());
-
-  if (n > 0) {
-    const at::Device device = params[0].device();
-    for (std::size_t i = 0; i < n; ++i) {
-      const at::Tensor& p = params[i];
-      TORCH_CHECK(p.defined(), kOp, indexed("params", i), " is undefined");
-      TORCH_CHECK(p.device() == device, kOp,
-                  "all tensors of one call must be on one device: params[0] is on ", device,
-                  " but ", indexed("params", i), " is on ", p.device());
-      TORCH_CHECK(!p.is_complex(), kOp, indexed("params", i), " is complex (", p.scalar_type(),
-                  "); MirrorDescent supports real floating-point parameters only");
-      TORCH_CHECK(at::isFloatingType(p.scalar_type()), kOp, indexed("params", i),
-                  " must have a floating-point dtype, got ", p.scalar_type());
-      TORCH_CHECK(p.layout() == c10::kStrided, kOp, indexed("params", i), " is sparse (layout ",
-                  p.layout(), "); MirrorDescent supports dense parameters only");
-      check_writable(p, indexed("params", i));
-      check_like_param(grads[i], p, indexed("grads", i), i);
-      if (grad_scale) check_writable(grads[i], indexed("grads", i) + " (unscaled in place)");
-      if (has_momentum) {
-        check_like_param(momentum_buffers[i], p, indexed("momentum_buffers", i), i);
-        check_writable(momentum_buffers[i], indexed("momentum_buffers", i));
-        check_scalar_tensor(steps[i], indexed("steps", i), device, at::kFloat);
-      }
-      if (normalize) check_scalar_tensor(metric_means[i], indexed("metric_means", i), device,
-                                         at::kDouble);
-    }
-    if (lr_tensor) check_scalar_tensor(*lr_tensor, "lr_tensor", device, std::nullopt);
-    if (grad_scale) check_scalar_tensor(*grad_scale, "grad_scale", device, at::kFloat);
-    if (found_inf) check_scalar_tensor(*found_inf, "found_inf", device, at::kFloat);
-  }
+  check_step_tensors(params, grads, momentum_buffers, steps, metric_means,
+                     metric_means_valid.size(), momentum != 0, normalize, lr_tensor, grad_scale,
+                     found_inf);
   call.params.assign(params.begin(), params.end());
   call.grads.assign(grads.begin(), grads.end());
   call.momentum_buffers.assign(momentum_buffers.begin(), momentum_buffers.end());

@@ -38,6 +38,16 @@ StepCall make_step_call(at::TensorList params, at::TensorList grads,
                         const std::optional<at::Tensor>& grad_scale,
                         const std::optional<at::Tensor>& found_inf);
 
+/// The tensor checks of make_step_call (every list's length, then every
+/// tensor), for a call with or without momentum and normalize; `n_valid`: the
+/// length of metric_means_valid.
+void check_step_tensors(at::TensorList params, at::TensorList grads,
+                        at::TensorList momentum_buffers, at::TensorList steps,
+                        at::TensorList metric_means, std::size_t n_valid, bool has_momentum,
+                        bool normalize, const std::optional<at::Tensor>& lr_tensor,
+                        const std::optional<at::Tensor>& grad_scale,
+                        const std::optional<at::Tensor>& found_inf);
+
 /// Bumps the version counters of the tensors a completed step wrote, as
 /// PyTorch's in-place ops do (autograd's checks and the optimizers' cache of
 /// the mean inverse metric rely on them).

@@ -15,6 +15,7 @@ __all__ = ["MirrorDescent"]
 
 _STEP = torch.ops.mirrorflow.mirror_descent_step_.default
 _CHECK = torch.ops.mirrorflow.check_step_arguments.default
+_CHECK_CALLS = torch.ops.mirrorflow.check_step_calls.default
 
 _FLOAT_OPTIONS = ("beta", "degree", "momentum", "dampening", "weight_decay")
 _BOOL_OPTIONS = ("normalize", "nesterov", "maximize")
@@ -287,8 +288,7 @@ class MirrorDescent(Optimizer):
                 calls.append((i, bucket, self._arguments(group, plan, bucket, grad_scale,
                                                          found_inf)))
         if len(calls) > 1:
-            for i, bucket, (args, kwargs) in calls:
-                self._call(_CHECK, i, bucket, args, kwargs)
+            self._check_calls(calls)
         for i, bucket, (args, kwargs) in calls:
             self._call(_STEP, i, bucket, args, kwargs)
             bucket.after_step()
@@ -346,6 +346,29 @@ class MirrorDescent(Optimizer):
             found_inf=_on(found_inf, device),
         )
         return args, kwargs
+
+    @classmethod
+    def _check_calls(cls, calls: list) -> None:
+        """Checks the tensors of every call in one dispatch (the hyperparameters
+        are checked already); on a refusal, call by call, for a message that
+        names the group and the parameters."""
+        lists: tuple[list, ...] = ([], [], [], [], [])
+        sizes, momentum, normalize, lrs, scales, infs = [], [], [], [], [], []
+        for _, bucket, (args, kwargs) in calls:
+            for target, part in zip(lists, args):
+                target += part
+            sizes.append(len(bucket.params))
+            momentum.append(kwargs["momentum"] != 0)
+            normalize.append(kwargs["normalize"])
+            lrs.append(kwargs["lr_tensor"])
+            scales.append(kwargs["grad_scale"])
+            infs.append(kwargs["found_inf"])
+        try:
+            _CHECK_CALLS(*lists, sizes, momentum, normalize, lrs, scales, infs)
+        except (RuntimeError, ValueError):
+            for i, bucket, (args, kwargs) in calls:
+                cls._call(_CHECK, i, bucket, args, kwargs)
+            raise
 
     @staticmethod
     def _call(op: Any, group_index: int, bucket: Any, args: tuple,

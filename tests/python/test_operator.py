@@ -199,3 +199,28 @@ def test_map_eval_refuses_an_input_that_requires_grad_and_works_without_grad():
         under_no_grad = mirrorflow.map_eval(w, "hyperbolic", "potential", beta=0.1)
     detached = mirrorflow.map_eval(w.detach(), "hyperbolic", "potential", beta=0.1)
     assert torch.equal(under_no_grad, detached) and not detached.requires_grad
+
+
+def test_check_step_calls_checks_each_call_as_the_step_would_and_changes_nothing():
+    check = torch.ops.mirrorflow.check_step_calls.default
+    a, b = torch.randn(3, dtype=torch.float64), torch.randn(2, 2, dtype=torch.float64)
+    buf, step = torch.zeros(2, 2, dtype=torch.float64), torch.zeros(())
+    mean = torch.zeros((), dtype=torch.float64)
+    before = [t.clone() for t in (a, b, buf, step, mean)]
+    # call 0: a without momentum or normalize; call 1: b with both
+    good = ([a, b], [torch.ones(3, dtype=torch.float64), torch.ones(2, 2, dtype=torch.float64)],
+            [buf], [step], [mean], [1, 1], [False, True], [False, True], [None, None],
+            [None, None], [None, None])
+    check(*good)
+    assert all(torch.equal(x, y) for x, y in zip((a, b, buf, step, mean), before))
+    bad_grad = list(good)
+    bad_grad[1] = [good[1][0], torch.ones(4, dtype=torch.float64)]
+    with pytest.raises(RuntimeError, match=r"grads\[0\] has shape \[4\] but params\[0\] has "
+                                           r"shape \[2, 2\][\s\S]*in call 1 of check_step_calls"):
+        check(*bad_grad)
+    short = list(good)
+    short[2] = []
+    with pytest.raises(RuntimeError, match=r"state lists are shorter"):
+        check(*short)
+    with pytest.raises(RuntimeError, match=r"one entry per call"):
+        check(*good[:6], [False], *good[7:])

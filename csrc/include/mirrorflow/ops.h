@@ -71,7 +71,11 @@ void mirror_descent_step_(at::TensorList params, at::TensorList grads,
 /// (`torch.ops.mirrorflow.check_step_arguments`): throws what the step would
 /// throw for these arguments, and changes nothing. An optimizer whose step
 /// makes several calls (several groups, devices or dtypes) checks them all
-/// first, so that a refused step changes nothing.
+/// first, so that a refused step changes nothing. (The operator
+/// `torch.ops.mirrorflow.check_step_calls` checks the tensors of several
+/// calls in one dispatch: the lists of the calls one after the other, with
+/// each call's size, momentum and normalize flags and optional lr_tensor,
+/// grad_scale and found_inf; hyperparameters are not checked there.)
 void check_step_arguments(at::TensorList params, at::TensorList grads,
                           at::TensorList momentum_buffers, at::TensorList steps,
                           at::TensorList metric_means,
