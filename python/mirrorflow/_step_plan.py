@@ -30,20 +30,12 @@ def _edited() -> None:
     _edits[0] += 1
 
 
-class StateEntry(dict):
-    """One parameter's state, a dict that counts the edits made to it."""
-
-    def __setitem__(self, key, value) -> None:
-        _edited()
-        super().__setitem__(key, value)
+class _CountsEdits:
+    """The removals of a dict, each counted as an edit."""
 
     def __delitem__(self, key) -> None:
         _edited()
         super().__delitem__(key)
-
-    def __ior__(self, other):
-        _edited()
-        return super().__ior__(other)
 
     def clear(self) -> None:
         _edited()
@@ -57,6 +49,18 @@ class StateEntry(dict):
         _edited()
         return super().popitem()
 
+
+class StateEntry(_CountsEdits, dict):
+    """One parameter's state, a dict that counts the edits made to it."""
+
+    def __setitem__(self, key, value) -> None:
+        _edited()
+        super().__setitem__(key, value)
+
+    def __ior__(self, other):
+        _edited()
+        return super().__ior__(other)
+
     def setdefault(self, key, default=None):
         if key not in self:
             _edited()
@@ -67,7 +71,7 @@ class StateEntry(dict):
         super().update(*args, **kwargs)
 
 
-class State(defaultdict):
+class State(_CountsEdits, defaultdict):
     """``optimizer.state``: a ``defaultdict(dict)`` whose entries are
     :class:`StateEntry` and whose edits are counted, like theirs."""
 
@@ -88,25 +92,9 @@ class State(defaultdict):
         _edited()
         super().__setitem__(key, value if isinstance(value, StateEntry) else StateEntry(value))
 
-    def __delitem__(self, key) -> None:
-        _edited()
-        super().__delitem__(key)
-
     def __ior__(self, other):
         self.update(other)
         return self
-
-    def clear(self) -> None:
-        _edited()
-        super().clear()
-
-    def pop(self, *args):
-        _edited()
-        return super().pop(*args)
-
-    def popitem(self):
-        _edited()
-        return super().popitem()
 
     def setdefault(self, key, default=None):
         if key not in self:
