@@ -135,7 +135,7 @@ class MirrorDescent(Optimizer):
             numel/size(0) for tensors of two or more dimensions, else 1).
         momentum, dampening, nesterov, weight_decay, maximize: as in
             ``torch.optim.SGD``; with ``mirror="euclidean"`` the optimizer equals
-            ``torch.optim.SGD`` bit for bit.
+            ``torch.optim.SGD`` bit for bit in float32 and float64.
 
     Parameters are grouped by (device, dtype) and each group is updated by one call
     of ``torch.ops.mirrorflow.mirror_descent_step_``. float16 and bfloat16
