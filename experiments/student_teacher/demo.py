@@ -3,7 +3,7 @@
     python experiments/student_teacher/demo.py [--out DIR]
 
 Trains hyperbolic (β = 0.01), euclidean and power (L = 3, β = 0.01) students on five seeds
-with the defaults of compare.py (a few minutes on two CPU cores), prints the margin table and
+with the defaults of compare.py (under a minute on two CPU cores), prints the margin table and
 the paths of the figures. Finished runs are kept in DIR/runs and skipped when rerun.
 """
 
