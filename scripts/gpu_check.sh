@@ -123,6 +123,7 @@ gpu_tests() {
   MIRRORFLOW_TRAJECTORY_PROGRAM="$BUILD_DIR/build/tests/programs/optimizer_trajectory" \
     "$PYTHON" -m pytest tests/python/test_cuda_build.py tests/python/test_cuda_runtime.py \
       tests/python/test_cpp_parity.py tests/python/test_cuda.py \
+      tests/python/test_optimizer_contract.py \
       -v -rfEs -p no:cacheprovider --junitxml="$OUT_DIR/pytest.xml" "${limits[@]}" \
       ${PYTEST_ARGS:-} > "$OUT_DIR/pytest.log" 2>&1 || rc=$?
   grep -E "^(FAILED|ERROR)|^=+ .*(passed|failed|error)" "$OUT_DIR/pytest.log" | tail -n 60 || true

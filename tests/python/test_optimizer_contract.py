@@ -209,15 +209,20 @@ def test_the_state_dict_is_read_by_torch_load_weights_only():
                        opt.state[params[0]]["momentum_buffer"])
 
 
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(
+    not torch.cuda.is_available(), reason="needs a CUDA device"))]
+
+
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("options", [dict(), dict(mirror="hyperbolic", beta=0.1,
                                                    normalize=True, momentum=0.9)])
-def test_a_gradient_whose_elements_share_memory_is_read_as_it_is(options):
-    p = torch.randn(6, 5, dtype=torch.float64, requires_grad=True)
+def test_a_gradient_whose_elements_share_memory_is_read_as_it_is(options, device):
+    p = torch.randn(6, 5, dtype=torch.float64, device=device, requires_grad=True)
     q = p.detach().clone().requires_grad_()
     opt = mirrorflow.MirrorDescent([p], lr=0.1, **options)
     twin = mirrorflow.MirrorDescent([q], lr=0.1, **options)
     for step in range(2):
-        g = torch.randn(1, 5, dtype=torch.float64)
+        g = torch.randn(1, 5, dtype=torch.float64, device=device)
         p.grad = g.expand(6, 5)  # 30 elements over 5 values: stride 0
         q.grad = g.expand(6, 5).clone()
         opt.step()
@@ -227,13 +232,43 @@ def test_a_gradient_whose_elements_share_memory_is_read_as_it_is(options):
         if "momentum" in options else not opt.state
 
 
-def test_a_parameter_whose_elements_share_memory_is_refused_before_anything_changes():
-    base = torch.randn(1, 5, dtype=torch.float64)
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_parameter_whose_elements_share_memory_is_refused_before_anything_changes(device):
+    base = torch.randn(1, 5, dtype=torch.float64, device=device)
     p = base.expand(6, 5)
-    a = torch.randn(4, dtype=torch.float64)
+    a = torch.randn(4, dtype=torch.float64, device=device)
     opt = mirrorflow.MirrorDescent([a, p], lr=0.1)
-    a.grad, p.grad = torch.ones_like(a), torch.ones(6, 5, dtype=torch.float64)
+    a.grad, p.grad = torch.ones_like(a), torch.ones(6, 5, dtype=torch.float64, device=device)
     before = base.clone(), a.clone()
     with pytest.raises(RuntimeError, match=r"params\[1\] has elements that share memory"):
         opt.step()
     assert torch.equal(base, before[0]) and torch.equal(a, before[1])
+
+
+@pytest.mark.parametrize("device", DEVICES)
+def test_a_gradient_sharing_memory_is_refused_when_the_step_unscales_it_in_place(device):
+    """GradScaler's protocol: with grad_scale the step writes the unscaled
+    gradients back, so there they must have their own memory."""
+    p = torch.randn(6, 5, dtype=torch.float64, device=device, requires_grad=True)
+    p.grad = torch.randn(1, 5, dtype=torch.float64, device=device).expand(6, 5)
+    opt = mirrorflow.MirrorDescent([p], lr=0.1)
+    opt.grad_scale = torch.full((), 4.0, device=device)
+    opt.found_inf = torch.zeros((), device=device)
+    before = p.detach().clone()
+    with pytest.raises(RuntimeError, match=r"grads\[0\] \(unscaled in place\) has elements "
+                                           r"that share memory"):
+        opt.step()
+    assert torch.equal(p, before)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_a_bad_gradient_on_one_device_refuses_the_step_on_the_other():
+    a = torch.randn(4, dtype=torch.float64, requires_grad=True)
+    b = torch.randn(4, dtype=torch.float64, device="cuda", requires_grad=True)
+    opt = mirrorflow.MirrorDescent([a, b], lr=0.1, momentum=0.9)
+    a.grad = torch.ones_like(a)
+    b.grad = torch.ones(4, dtype=torch.float64, device="cuda").to_sparse()
+    before = a.detach().clone()
+    with pytest.raises(RuntimeError, match=r"grads\[0\] is sparse[\s\S]*on cuda"):
+        opt.step()
+    assert torch.equal(a, before) and not opt.state

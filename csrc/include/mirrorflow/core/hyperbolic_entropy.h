@@ -51,8 +51,8 @@ struct HyperbolicEntropy {
   /// fnma(c, sinh z, fma(x, expm1(∓z), x)). For g = 0 (either sign) the
   /// exponentials are +0, so the result is x bit for bit.
   ///
-  /// c is the quotient in general; where z² ≤ 2⁻⁸ (|z| ≤ 1/16; the CPU's
-  /// polynomial expm1 has the same test, so the two share it) it is the
+  /// c is the quotient in general; where z² ≤ 2⁻⁸ (|z| ≤ 1/16; in float the
+  /// CPU's polynomial expm1 has the same range, 1/32 in double) it is the
   /// difference h − |x| (h = hypot(x, β)), which saves a division. That
   /// difference can lose relative accuracy (when |x| ≫ β), but only to an
   /// absolute error of about an ulp of h, and c enters the result multiplied by
