@@ -24,10 +24,9 @@ _OPTIONS = ("lr",) + _FLOAT_OPTIONS + _BOOL_OPTIONS + _STR_OPTIONS
 
 
 def _options_key(group: dict[str, Any]) -> tuple:
-    """The group's hyperparameters as checked (a tensor lr by identity: its value
-    is read on its device, by the step)."""
-    return tuple(id(group[k]) if isinstance(group[k], torch.Tensor) else group[k]
-                 for k in _OPTIONS)
+    """The group's hyperparameters as checked (a tensor lr is the same object
+    when the tuples compare equal: tuples compare their items by identity first)."""
+    return tuple(map(group.__getitem__, _OPTIONS))
 
 
 def _with_context(error: Exception, context: str) -> Exception:
@@ -282,10 +281,11 @@ class MirrorDescent(Optimizer):
         calls = []
         plans = []
         for i, group in enumerate(self.param_groups):
-            plan = self._plan(group)
+            grads = [p.grad for p in group["params"]]
+            plan = self._plan(group, grads)
             plans.append(plan)
             for bucket in plan.buckets:
-                calls.append((i, bucket, self._arguments(group, plan, bucket, grad_scale,
+                calls.append((i, bucket, self._arguments(group, grads, bucket, grad_scale,
                                                          found_inf)))
         if len(calls) > 1:
             self._check_calls(calls)
@@ -298,8 +298,7 @@ class MirrorDescent(Optimizer):
             plan.record(self.state)
         return loss
 
-    def _plan(self, group: dict[str, Any]) -> GroupPlan:
-        grads = [p.grad for p in group["params"]]
+    def _plan(self, group: dict[str, Any], grads: list) -> GroupPlan:
         has_momentum = group["momentum"] != 0
         normalize = group["normalize"]
         means_map = map_key(group)
@@ -315,7 +314,7 @@ class MirrorDescent(Optimizer):
         return plan
 
     @staticmethod
-    def _arguments(group: dict[str, Any], plan: GroupPlan, bucket: Any,
+    def _arguments(group: dict[str, Any], grads: list, bucket: Any,
                    grad_scale: Optional[torch.Tensor],
                    found_inf: Optional[torch.Tensor]) -> tuple[tuple, dict[str, Any]]:
         """The operator's arguments for one bucket of the group."""
@@ -324,9 +323,8 @@ class MirrorDescent(Optimizer):
         lr_tensor = None
         if isinstance(lr, torch.Tensor):
             lr_tensor = lr if lr.device == device else lr.to(device, non_blocking=True)
-        grads = [p.grad for p in bucket.params]
         normalize = group["normalize"]
-        args = (bucket.params, grads, bucket.buffers, bucket.steps, bucket.means,
+        args = (bucket.params, [grads[i] for i in bucket.indices], bucket.buffers, bucket.steps, bucket.means,
                 bucket.valid_means() if normalize else [])
         kwargs = dict(
             mirror=group["mirror"],
