@@ -39,8 +39,12 @@ def _with_context(error: Exception, context: str) -> Exception:
     return extended.with_traceback(error.__traceback__)
 
 
-def _check_group(group: dict[str, Any]) -> None:
+def _check_group(group: dict[str, Any], read_tensor_lr: bool = True) -> None:
     """Checks one parameter group's hyperparameters; raises ValueError.
+
+    ``read_tensor_lr=False`` (in ``step()``, which may be captured in a CUDA
+    graph) checks a tensor lr's shape and dtype but not its value, whose read
+    would synchronise with the device.
 
     The rules themselves live in C++ (``mirrorflow::make_step_options``), the
     one place the operator, this class and the C++ optimizer all use; here only
@@ -68,7 +72,7 @@ def _check_group(group: dict[str, Any]) -> None:
                 "MirrorDescent: a tensor lr must hold one floating-point element, got "
                 f"shape {tuple(lr.shape)} and dtype {lr.dtype}"
             )
-        lr_value = float(lr.detach().reshape(()).cpu())
+        lr_value = float(lr.detach().reshape(()).cpu()) if read_tensor_lr else 0.0
     elif isinstance(lr, bool) or not isinstance(lr, numbers.Real):
         raise ValueError(f"MirrorDescent: lr must be a real number or a tensor, got {lr!r}")
     else:
@@ -272,7 +276,7 @@ class MirrorDescent(Optimizer):
             key = _options_key(group)
             if self._checked.get(id(group)) != key:
                 try:
-                    _check_group(group)
+                    _check_group(group, read_tensor_lr=False)
                 except ValueError as e:
                     raise ValueError(f"param group {i}: {e}") from None
                 self._checked[id(group)] = key
