@@ -161,8 +161,10 @@ class GroupPlan:
                     dict.__setitem__(entry, "step", step)
         self.recorded = True
 
-    def cached_means(self) -> dict[int, tuple[torch.Tensor, int]]:
-        return {id(p): (m, v) for b in self.buckets
+    def cached_means(self) -> dict[int, tuple[torch.Tensor, int, torch.dtype]]:
+        """Each parameter's mean, the version it belongs to and the dtype of the
+        values it is the mean of."""
+        return {id(p): (m, v, b.dtype) for b in self.buckets
                 for p, m, v in zip(b.params, b.means, b.versions)}
 
     def invalidate_means(self) -> None:
@@ -171,7 +173,8 @@ class GroupPlan:
 
 
 def build_plan(group: dict[str, Any], state: Any, grads: list, has_momentum: bool,
-               normalize: bool, old_means: dict[int, tuple[torch.Tensor, int]]) -> GroupPlan:
+               normalize: bool,
+               old_means: dict[int, tuple[torch.Tensor, int, torch.dtype]]) -> GroupPlan:
     """The plan of `group`; existing state is reused, missing state created."""
     plan = GroupPlan()
     plan.group = group
@@ -205,8 +208,10 @@ def build_plan(group: dict[str, Any], state: Any, grads: list, has_momentum: boo
                 step = step.to(device=p.device, dtype=torch.float32)
             bucket.steps.append(step)
         if normalize:
-            mean, version = old_means.get(id(p), (None, -1))
-            if mean is None or mean.device != p.device:
+            # (a parameter given another dtype or device through .data, which moves
+            # no version counter, keeps no mean)
+            mean, version, dtype = old_means.get(id(p), (None, -1, None))
+            if mean is None or mean.device != p.device or dtype != p.dtype:
                 mean, version = torch.zeros((), dtype=torch.float64, device=p.device), -1
             bucket.means.append(mean)
             bucket.versions.append(version)

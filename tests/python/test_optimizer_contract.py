@@ -272,3 +272,17 @@ def test_a_bad_gradient_on_one_device_refuses_the_step_on_the_other():
     with pytest.raises(RuntimeError, match=r"grads\[0\] is sparse[\s\S]*on cuda"):
         opt.step()
     assert torch.equal(a, before) and not opt.state
+
+
+def test_a_parameter_given_another_dtype_through_data_keeps_no_mean():
+    """model.to(dtype) replaces p.data, which moves no version counter."""
+    p = (torch.randn(200, dtype=torch.float64) * 0.5).requires_grad_()
+    opt = mirrorflow.MirrorDescent([p], **BASE)
+    p.grad = torch.randn(200, dtype=torch.float64)
+    opt.step()
+    p.data = (p.data * 3).float()  # as a checkpoint of another dtype loaded through .data
+    grad = torch.randn(200)
+    expected = _fresh_step([p], [grad], **BASE)[0]
+    p.grad = grad.clone()
+    opt.step()
+    assert torch.equal(p, expected)
