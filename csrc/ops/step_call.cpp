@@ -4,14 +4,31 @@
 #include <ATen/MemoryOverlap.h>
 #include <c10/util/Exception.h>
 
+#include <ostream>
 #include <string>
 
 namespace mirrorflow::detail {
 namespace {
 
 constexpr const char* kOp = "mirror_descent_step_: ";
+constexpr std::size_t kNoIndex = static_cast<std::size_t>(-1);
 
-void check_scalar_tensor(const at::Tensor& t, const std::string& name, const at::Device& device,
+// A tensor's name in the messages ("grads[3]"), written out only when a check
+// fails: the checks run for every tensor of every call, and building the
+// strings each time cost more than the checks.
+struct Name {
+  const char* list;
+  std::size_t index = kNoIndex;
+  const char* note = "";
+};
+
+std::ostream& operator<<(std::ostream& out, const Name& name) {
+  out << name.list;
+  if (name.index != kNoIndex) out << "[" << name.index << "]";
+  return out << name.note;
+}
+
+void check_scalar_tensor(const at::Tensor& t, const Name& name, const at::Device& device,
                          std::optional<at::ScalarType> dtype) {
   TORCH_CHECK(t.defined(), kOp, name, " is undefined");
   TORCH_CHECK(t.numel() == 1, kOp, name, " must hold exactly one element, got ", t.numel());
@@ -26,9 +43,8 @@ void check_scalar_tensor(const at::Tensor& t, const std::string& name, const at:
   }
 }
 
-void check_like_param(const at::Tensor& t, const at::Tensor& p, const std::string& name,
-                      std::size_t i) {
-  const std::string param = "params[" + std::to_string(i) + "]";
+void check_like_param(const at::Tensor& t, const at::Tensor& p, const Name& name) {
+  const Name param{"params", name.index};
   TORCH_CHECK(t.defined(), kOp, name, " is undefined");
   TORCH_CHECK(t.layout() == c10::kStrided, kOp, name, " is sparse (layout ", t.layout(),
               "); MirrorDescent supports dense gradients only");
@@ -40,12 +56,8 @@ void check_like_param(const at::Tensor& t, const at::Tensor& p, const std::strin
               " has shape ", p.sizes());
 }
 
-std::string indexed(const char* list, std::size_t i) {
-  return std::string(list) + "[" + std::to_string(i) + "]";
-}
-
 // A tensor the step writes must not have elements sharing memory.
-void check_writable(const at::Tensor& t, const std::string& name) {
+void check_writable(const at::Tensor& t, const Name& name) {
   TORCH_CHECK(at::has_internal_overlap(t) != at::MemOverlap::Yes, kOp, name,
               " has elements that share memory (a view made by expand or as_strided, strides ",
               t.strides(), "); the step writes every element, so it needs a tensor whose "
@@ -96,30 +108,32 @@ void check_step_tensors(at::TensorList params, at::TensorList grads,
   const at::Device device = params[0].device();
   for (std::size_t i = 0; i < n; ++i) {
     const at::Tensor& p = params[i];
-    TORCH_CHECK(p.defined(), kOp, indexed("params", i), " is undefined");
+    const Name param{"params", i};
+    TORCH_CHECK(p.defined(), kOp, param, " is undefined");
     TORCH_CHECK(p.device() == device, kOp,
                 "all tensors of one call must be on one device: params[0] is on ", device,
-                " but ", indexed("params", i), " is on ", p.device());
-    TORCH_CHECK(!p.is_complex(), kOp, indexed("params", i), " is complex (", p.scalar_type(),
+                " but ", param, " is on ", p.device());
+    TORCH_CHECK(!p.is_complex(), kOp, param, " is complex (", p.scalar_type(),
                 "); MirrorDescent supports real floating-point parameters only");
-    TORCH_CHECK(at::isFloatingType(p.scalar_type()), kOp, indexed("params", i),
+    TORCH_CHECK(at::isFloatingType(p.scalar_type()), kOp, param,
                 " must have a floating-point dtype, got ", p.scalar_type());
-    TORCH_CHECK(p.layout() == c10::kStrided, kOp, indexed("params", i), " is sparse (layout ",
-                p.layout(), "); MirrorDescent supports dense parameters only");
-    check_writable(p, indexed("params", i));
-    check_like_param(grads[i], p, indexed("grads", i), i);
-    if (grad_scale) check_writable(grads[i], indexed("grads", i) + " (unscaled in place)");
+    TORCH_CHECK(p.layout() == c10::kStrided, kOp, param, " is sparse (layout ", p.layout(),
+                "); MirrorDescent supports dense parameters only");
+    check_writable(p, param);
+    check_like_param(grads[i], p, Name{"grads", i});
+    if (grad_scale) check_writable(grads[i], Name{"grads", i, " (unscaled in place)"});
     if (has_momentum) {
-      check_like_param(momentum_buffers[i], p, indexed("momentum_buffers", i), i);
-      check_writable(momentum_buffers[i], indexed("momentum_buffers", i));
-      check_scalar_tensor(steps[i], indexed("steps", i), device, at::kFloat);
+      check_like_param(momentum_buffers[i], p, Name{"momentum_buffers", i});
+      check_writable(momentum_buffers[i], Name{"momentum_buffers", i});
+      check_scalar_tensor(steps[i], Name{"steps", i}, device, at::kFloat);
     }
-    if (normalize) check_scalar_tensor(metric_means[i], indexed("metric_means", i), device,
-                                       at::kDouble);
+    if (normalize) {
+      check_scalar_tensor(metric_means[i], Name{"metric_means", i}, device, at::kDouble);
+    }
   }
-  if (lr_tensor) check_scalar_tensor(*lr_tensor, "lr_tensor", device, std::nullopt);
-  if (grad_scale) check_scalar_tensor(*grad_scale, "grad_scale", device, at::kFloat);
-  if (found_inf) check_scalar_tensor(*found_inf, "found_inf", device, at::kFloat);
+  if (lr_tensor) check_scalar_tensor(*lr_tensor, Name{"lr_tensor"}, device, std::nullopt);
+  if (grad_scale) check_scalar_tensor(*grad_scale, Name{"grad_scale"}, device, at::kFloat);
+  if (found_inf) check_scalar_tensor(*found_inf, Name{"found_inf"}, device, at::kFloat);
 }
 
 StepCall make_step_call(at::TensorList params, at::TensorList grads,

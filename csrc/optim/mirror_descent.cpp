@@ -183,9 +183,12 @@ torch::Tensor MirrorDescent::step(LossClosure closure) {
           const bool have = st != nullptr && st->momentum_buffer().defined();
           call.buffers.push_back(have ? st->momentum_buffer()
                                       : torch::zeros_like(p, at::MemoryFormat::Preserve));
+          // A buffer without a step count (as torch::optim::SGD's state holds) is
+          // used as it is: the count says only whether the buffer exists yet.
           const bool have_step = st != nullptr && st->step().defined();
           call.steps.push_back(have_step ? st->step().to(p.device())
-                                         : torch::zeros({}, p.options().dtype(at::kFloat)));
+                                         : torch::full({}, have ? 1.0 : 0.0,
+                                                       p.options().dtype(at::kFloat)));
         }
         if (step_options.normalize) {
           const bool have = st != nullptr && st->metric_mean().defined();

@@ -115,7 +115,7 @@ class Bucket:
     """The parameters of one (device, dtype) and their state, in operator order."""
 
     __slots__ = ("device", "dtype", "indices", "params", "buffers", "steps", "means",
-                 "versions")
+                 "versions", "checked")
 
     def __init__(self, device: torch.device, dtype: torch.dtype) -> None:
         self.device = device
@@ -126,11 +126,13 @@ class Bucket:
         self.steps: list[torch.Tensor] = []  # float32 step counters (momentum != 0)
         self.means: list[torch.Tensor] = []  # float64 means of 1/φ'' (normalize)
         self.versions: list[int] = []  # the parameter version each mean belongs to
+        self.checked = False  # whether a step checked (and used) its state tensors
 
     def valid_means(self) -> list[bool]:
         return [v == p._version for p, v in zip(self.params, self.versions)]
 
     def after_step(self) -> None:
+        self.checked = True
         if self.means:
             self.versions = [p._version for p in self.params]
 
@@ -200,8 +202,9 @@ def build_plan(group: dict[str, Any], state: Any, grads: list, has_momentum: boo
                 buf = torch.zeros_like(p, memory_format=torch.preserve_format)
             bucket.buffers.append(buf)
             step = entry.get("step")
-            if step is None:
-                step = torch.zeros((), dtype=torch.float32, device=p.device)
+            if step is None:  # a buffer without a count (SGD's state) is used as it is
+                step = torch.full((), 0.0 if "momentum_buffer" not in entry else 1.0,
+                                  dtype=torch.float32, device=p.device)
             elif not isinstance(step, torch.Tensor):  # a number (load_state_dict checked it)
                 step = torch.tensor(float(step), dtype=torch.float32, device=p.device)
             elif step.device != p.device or step.dtype != torch.float32:

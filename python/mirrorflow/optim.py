@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import operator
 from collections.abc import Callable, Iterable
 from typing import Any, Optional, Union
 
@@ -23,10 +24,16 @@ _STR_OPTIONS = ("mirror", "update", "beta_scaling")
 _OPTIONS = ("lr",) + _FLOAT_OPTIONS + _BOOL_OPTIONS + _STR_OPTIONS
 
 
+_OPTION_VALUES = operator.itemgetter(*_OPTIONS)
+
+
 def _options_key(group: dict[str, Any]) -> tuple:
-    """The group's hyperparameters as checked (a tensor lr is the same object
-    when the tuples compare equal: tuples compare their items by identity first)."""
-    return tuple(map(group.__getitem__, _OPTIONS))
+    """The group's hyperparameters as checked, a tensor lr by its identity (so
+    that comparing keys never reads its value on its device)."""
+    key = _OPTION_VALUES(group)
+    if isinstance(key[0], torch.Tensor):
+        return (("tensor", id(key[0])),) + key[1:]
+    return key
 
 
 def _with_context(error: Exception, context: str) -> Exception:
@@ -353,15 +360,19 @@ class MirrorDescent(Optimizer):
     def _check_calls(cls, calls: list) -> None:
         """Checks the tensors of every call in one dispatch (the hyperparameters
         are checked already); on a refusal, call by call, for a message that
-        names the group and the parameters."""
+        names the group and the parameters. A bucket that has stepped had its
+        state tensors checked then (they are its own, changed only in place), so
+        only its parameters and this step's gradients and scalars are passed:
+        the lists' conversion is most of the check's cost."""
         lists: tuple[list, ...] = ([], [], [], [], [])
         sizes, momentum, normalize, lrs, scales, infs = [], [], [], [], [], []
         for _, bucket, (args, kwargs) in calls:
-            for target, part in zip(lists, args):
+            full = not bucket.checked
+            for target, part in zip(lists, args if full else args[:2]):
                 target += part
             sizes.append(len(bucket.params))
-            momentum.append(kwargs["momentum"] != 0)
-            normalize.append(kwargs["normalize"])
+            momentum.append(full and kwargs["momentum"] != 0)
+            normalize.append(full and kwargs["normalize"])
             lrs.append(kwargs["lr_tensor"])
             scales.append(kwargs["grad_scale"])
             infs.append(kwargs["found_inf"])

@@ -165,4 +165,20 @@ TEST(MirrorDescentContract, LoadRefusesBadOptionsAndLeavesTheOptimizerAsItWas) {
   std::remove(path.c_str());
 }
 
+TEST(MirrorDescentContract, ABufferWithoutAStepCountIsUsedAsItIs) {
+  // torch::optim::SGD's state holds a buffer and no count: b ← μb + g, not b ← g.
+  auto p = torch::zeros({3}, torch::kFloat64).requires_grad_();
+  mirrorflow::MirrorDescent opt({p}, Options(0.1).momentum(0.9));
+  p.mutable_grad() = torch::ones({3}, torch::kFloat64);
+  opt.step();
+  auto& st = static_cast<mirrorflow::MirrorDescentParamState&>(*opt.state().begin()->second);
+  st.momentum_buffer(torch::full({3}, 0.5, torch::kFloat64));
+  st.step(torch::Tensor());
+  const auto before = p.detach().clone();
+  opt.step();
+  EXPECT_TRUE(torch::allclose(st.momentum_buffer(), torch::full({3}, 0.9 * 0.5 + 1.0,
+                                                                   torch::kFloat64)));
+  EXPECT_TRUE(torch::allclose(p, before - 0.1 * (0.9 * 0.5 + 1.0)));
+}
+
 }  // namespace

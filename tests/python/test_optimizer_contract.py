@@ -184,9 +184,7 @@ def test_a_state_of_sgd_loads_and_continues_as_sgd():
     # (a copy, as from a file: SGD's own buffers must not be shared)
     opt.load_state_dict(copy.deepcopy(sgd.state_dict()))  # no mirror, ...: the defaults
     assert opt.param_groups[0]["mirror"] == "euclidean" and opt.param_groups[0]["lr"] == 0.1
-    # SGD keeps no step count; MirrorDescent's counts only its first step (buffer = grad)
-    for p in params:
-        opt.state[p]["step"] = 1
+    # (SGD keeps no step count: its buffers are used as they are, not set to the gradient)
     for step in range(2, 4):
         grads = _grads(params, step)
         _set_grads(params, grads)
@@ -286,3 +284,42 @@ def test_a_parameter_given_another_dtype_through_data_keeps_no_mean():
     p.grad = grad.clone()
     opt.step()
     assert torch.equal(p, expected)
+
+
+def test_a_new_tensor_lr_is_checked_without_reading_its_value():
+    p = torch.randn(5, dtype=torch.float64, requires_grad=True)
+    opt = mirrorflow.MirrorDescent([p], lr=torch.tensor(0.1, dtype=torch.float64))
+    reads = []
+    original = torch.Tensor.__bool__
+    try:
+        torch.Tensor.__bool__ = lambda t: reads.append(t) or original(t)
+        for step in range(3):
+            opt.param_groups[0]["lr"] = torch.tensor(0.1 / (step + 1), dtype=torch.float64)
+            p.grad = torch.ones_like(p)
+            opt.step()
+    finally:
+        torch.Tensor.__bool__ = original
+    assert not reads
+    opt.param_groups[0]["lr"] = torch.tensor([1.0, 2.0])
+    before = p.detach().clone()
+    with pytest.raises(ValueError, match=r"param group 0: .*a tensor lr must hold one "
+                                         r"floating-point element, got shape \(2,\)"):
+        opt.step()
+    assert torch.equal(p, before)
+
+
+def test_an_edited_entry_with_a_buffer_and_no_step_uses_the_buffer_as_sgd_does():
+    params = _params()
+    twins = [p.detach().clone().requires_grad_() for p in params]
+    opt = mirrorflow.MirrorDescent(params, lr=0.1, momentum=0.9)
+    sgd = torch.optim.SGD(twins, lr=0.1, momentum=0.9)
+    for step in range(3):
+        grads = _grads(params, step)
+        _set_grads(params, grads)
+        _set_grads(twins, grads)
+        opt.step()
+        sgd.step()
+        if step == 0:
+            opt.state[params[0]] = {"momentum_buffer": torch.full_like(params[0], 0.5)}
+            sgd.state[twins[0]] = {"momentum_buffer": torch.full_like(twins[0], 0.5)}
+        assert all(torch.equal(p, q) for p, q in zip(params, twins)), step
