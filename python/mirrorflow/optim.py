@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numbers
 import operator
+import re
 from collections.abc import Callable, Iterable
 from typing import Any, Optional, Union
 
@@ -25,6 +26,9 @@ _OPTIONS = ("lr",) + _FLOAT_OPTIONS + _BOOL_OPTIONS + _STR_OPTIONS
 
 
 _OPTION_VALUES = operator.itemgetter(*_OPTIONS)
+# The first tensor an operator's message names ("grads[3]"), to say which of the
+# group's parameters it is.
+_INDEXED = re.compile(r"\b(?:params|grads|momentum_buffers|steps|metric_means)\[(\d+)\]")
 
 
 def _options_key(group: dict[str, Any]) -> tuple:
@@ -335,8 +339,8 @@ class MirrorDescent(Optimizer):
         if isinstance(lr, torch.Tensor):
             lr_tensor = lr if lr.device == device else lr.to(device, non_blocking=True)
         normalize = group["normalize"]
-        args = (bucket.params, [grads[i] for i in bucket.indices], bucket.buffers, bucket.steps, bucket.means,
-                bucket.valid_means() if normalize else [])
+        args = (bucket.params, [grads[i] for i in bucket.indices], bucket.buffers,
+                bucket.steps, bucket.means, bucket.valid_means() if normalize else [])
         kwargs = dict(
             mirror=group["mirror"],
             beta=float(group["beta"]),
@@ -390,8 +394,11 @@ class MirrorDescent(Optimizer):
             op(*args, **kwargs)
         except (RuntimeError, ValueError) as e:
             where = (f"in param group {group_index}, among its parameters of dtype "
-                     f"{bucket.dtype} on {bucket.device}, which params[i] and the other "
-                     f"lists count: params[i] is the group's parameter {bucket.indices}[i]")
+                     f"{bucket.dtype} on {bucket.device}")
+            named = _INDEXED.search(str(e))
+            if named and int(named.group(1)) < len(bucket.indices):
+                k = int(named.group(1))
+                where += f": [{k}] there is the group's parameter {bucket.indices[k]}"
             raise _with_context(e, where) from None
 
 
