@@ -124,7 +124,13 @@ void check_output_path(const std::string& path, const std::string& option) {
     throw std::runtime_error(option + " " + path + ": is a folder; give a file name");
   }
   fs::path above = target.parent_path();
-  while (!fs::exists(above, error)) above = above.parent_path();
+  // The nearest entry above that exists, a link counted as it stands (a link to
+  // nothing cannot be made a folder either).
+  while (!fs::exists(fs::symlink_status(above, error))) above = above.parent_path();
+  if (fs::is_symlink(fs::symlink_status(above, error)) && !fs::exists(above, error)) {
+    throw std::runtime_error(option + " " + path + ": " + above.string() +
+                             " is a link to nothing, so no folder can be made there");
+  }
   if (!fs::is_directory(above, error)) {
     throw std::runtime_error(option + " " + path + ": " + above.string() +
                              " is a file, so no folder can be made there");

@@ -437,20 +437,25 @@ def test_bad_options_are_refused_before_anything_is_written(tmp_path, args, word
     ("save-params-under-a-file", "--save-params {d}/blocker/p.pt: {d}/blocker is a file"),
     ("csv-is-a-folder", "--csv {d}/folder: is a folder"),
     ("checkpoint-is-save-params", "--save-params and --checkpoint name the same file"),
+    ("save-params-under-a-dangling-link",
+     "--save-params {d}/dangling/p.pt: {d}/dangling is a link to nothing"),
 ])
 def test_unwritable_outputs_are_refused_before_the_data_are_read(tmp_path, output, words):
     (tmp_path / "blocker").write_text("a file, not a folder")
     (tmp_path / "folder").mkdir()
+    (tmp_path / "dangling").symlink_to(tmp_path / "gone")
     args = {
         "save-params-under-a-file": ["--save-params", str(tmp_path / "blocker" / "p.pt")],
         "csv-is-a-folder": ["--csv", str(tmp_path / "folder")],
         "checkpoint-is-save-params": ["--checkpoint", str(tmp_path / "same.pt"),
                                       "--save-params", str(tmp_path / "same.pt")],
+        "save-params-under-a-dangling-link": ["--save-params",
+                                              str(tmp_path / "dangling" / "p.pt")],
     }[output]
     # No data at all: the outputs are checked first, so the data folder is never looked at.
     done = run(tmp_path, tmp_path / "no-data", "--epochs", "1", *args)
     assert done.returncode == 1 and words.format(d=tmp_path) in done.stderr, done.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "folder"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["blocker", "dangling", "folder"]
 
 
 def test_a_failed_params_write_leaves_the_previous_file_and_writes_no_record(tmp_path):
